@@ -1,0 +1,36 @@
+"""geosr: guided, training-free super-resolution of georeferenced rasters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import GeosrError
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import Method
+
+
+def super_resolve(lr: Any, guide: Any, scale: int, method: str = "mmsr", **options: Any) -> Any:
+    """See :func:`geosr.api.super_resolve`."""
+    from .api import super_resolve as _sr
+
+    return _sr(lr, guide, scale, method, **options)
+
+
+def get_method(name: str, **options: Any) -> Method:
+    """Build a registered method by name; see :func:`geosr.models.get_method`."""
+    from .models import get_method as _gm
+
+    return _gm(name, **options)
+
+
+def list_methods() -> list[str]:
+    """Names of the registered methods."""
+    from .models import list_methods as _lm
+
+    return _lm()
+
+
+__all__ = ["GeosrError", "__version__", "get_method", "list_methods", "super_resolve"]

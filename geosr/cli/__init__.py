@@ -1,0 +1,1 @@
+"""Command-line interface (click). Commands are thin shells over library functions."""

@@ -1,0 +1,46 @@
+"""The ``geosr`` click group. Subcommands are imported lazily so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import click
+
+from .. import __version__
+
+# command name -> (module, attribute)
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("geosr.cli.eval", "eval_cmd"),
+    "dem-sr": ("geosr.cli.sr", "dem_sr"),
+    "thermal-sr": ("geosr.cli.sr", "thermal_sr"),
+    "sr": ("geosr.cli.sr", "sr"),
+    "methods": ("geosr.cli.methods", "methods_cmd"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in _COMMANDS:
+            return None
+        module, attr = _COMMANDS[cmd_name]
+        return getattr(importlib.import_module(module), attr)
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    level = max(10, 30 - 10 * (verbose - quiet))
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("geosr").setLevel(level)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="geosr")
+def cli() -> None:
+    """Guided super-resolution of rasters (DEM/DSM, thermal, depth) with an HR image guide.
+
+    No training data: a small network is fitted to each input (MMSR, RobSelf) or a
+    classical filter is applied. Run `geosr COMMAND --help` for a command's options.
+    """

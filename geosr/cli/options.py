@@ -1,0 +1,185 @@
+"""Shared click options for the super-resolution commands (one decorator per option)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+F = Callable[..., Any]
+
+
+def _parse_scale(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
+    if value is None:
+        return None
+    from ..api import check_scale
+    from ..errors import OptionError
+
+    try:
+        num: Any = float(value) if any(c in str(value) for c in ".eE") else int(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a number; pass an integer factor >= 2, e.g. --scale 4"
+        ) from None
+    try:
+        return check_scale(num)
+    except OptionError as exc:
+        raise click.BadParameter(str(exc).replace("scale=4", "--scale 4")) from None
+
+
+def _parse_bands(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        bands = tuple(int(b) for b in value.replace(" ", "").split(",") if b)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a list of band numbers; pass e.g. --guide-bands 1,2,3"
+        ) from None
+    if not bands or min(bands) < 1:
+        raise click.BadParameter(
+            f"{value!r}: band numbers are 1-based; pass e.g. --guide-bands 1,2,3"
+        )
+    return bands
+
+
+def _parse_key_values(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in value:
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE; pass e.g. {param.opts[0]} KEY=VALUE")
+        out.append((key.strip(), val.strip()))
+    return tuple(out)
+
+
+def parse_option_value(text: str) -> Any:
+    """``-O key=value`` values: JSON literals (numbers, true/false, null) or plain strings."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _stack(*decorators: F) -> F:
+    def apply(f: F) -> F:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+# -- inputs and output -------------------------------------------------------------------
+lr_opt = click.option(
+    "--lr", "lr", type=click.Path(dir_okay=False, readable=False), default=None,
+    help="Low-resolution raster to super-resolve (any GDAL format with a CRS).",
+)
+guide_opt = click.option(
+    "--guide", "guide", type=click.Path(dir_okay=False, readable=False), default=None,
+    help="High-resolution guide raster (RGB or multispectral); any CRS and resolution.",
+)
+scale_opt = click.option(
+    "--scale", type=str, callback=_parse_scale, default=None, metavar="INTEGER",
+    help="Integer factor: the output pixels are SCALE times smaller than the LR pixels.",
+)
+output_opt = click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False, readable=False), required=True,
+    help="Output GeoTIFF (float32, the LR's CRS, a COG unless --no-cog).",
+)
+lr_band_opt = click.option(
+    "--lr-band", type=click.IntRange(min=1), default=None,
+    help="Band of a multiband LR to super-resolve (1-based).",
+)
+guide_bands_opt = click.option(
+    "--guide-bands", callback=_parse_bands, default=None, metavar="B1,B2,...",
+    help="Guide bands to use (1-based, e.g. 1,2,3); default: all but alpha, at least 3.",
+)
+nodata_opt = click.option(
+    "--nodata", type=float, default=None,
+    help="LR nodata value (overrides the file's); also the output's nodata value.",
+)
+example_opt = click.option(
+    "--example", is_flag=True,
+    help="Run on the built-in example scene (a generated 2 m DSM and 0.5 m RGB "
+    "orthophoto, UTM 33N) instead of --lr/--guide; --scale defaults to 4.",
+)
+
+# -- method ------------------------------------------------------------------------------
+method_opt = click.option(
+    "--method", default="mmsr", show_default=True,
+    help="Method name (see `geosr methods`).",
+)
+iterations_opt = click.option(
+    "--iterations", type=click.IntRange(min=1), default=None,
+    help="Optimisation steps per tile (learned methods only).",
+)
+device_opt = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
+    help="Torch device (learned methods only; default auto).",
+)
+seed_opt = click.option(
+    "--seed", type=int, default=None, help="Random seed (learned methods only)."
+)
+method_option_opt = click.option(
+    "-O", "--method-option", "method_option", multiple=True, callback=_parse_key_values,
+    metavar="KEY=VALUE", help="Any method option, e.g. -O eps=0.001 (repeatable).",
+)
+
+# -- tiling ------------------------------------------------------------------------------
+tile_size_opt = click.option(
+    "--tile-size", type=click.IntRange(min=2), default=None,
+    help="Tile size in LR pixels (default: 512/scale for classical, 128 for learned methods).",
+)
+overlap_opt = click.option(
+    "--overlap", type=click.IntRange(min=0), default=None,
+    help="Overlap of neighbouring tiles in LR pixels, blended with cosine ramps "
+    "(default max(method halo, 8)).",
+)
+workers_opt = click.option(
+    "--workers", type=click.IntRange(min=1), default=None,
+    help="Tiles processed at once (default: 2 for classical, 1 for learned methods).",
+)
+
+# -- output writing ----------------------------------------------------------------------
+creation_opt = click.option(
+    "--co", "--creation-option", "creation_options", multiple=True,
+    callback=_parse_key_values, metavar="KEY=VALUE",
+    help="GDAL creation option for the output, e.g. --co ZLEVEL=9 (repeatable).",
+)
+cog_opt = click.option(
+    "--cog/--no-cog", default=True, show_default=True,
+    help="Write a Cloud-Optimised GeoTIFF (with overviews) or a plain tiled GeoTIFF.",
+)
+overwrite_opt = click.option(
+    "--overwrite", is_flag=True, help="Replace the output if it exists."
+)
+keep_tiles_opt = click.option(
+    "--keep-tiles", is_flag=True,
+    help="Keep the tile store OUTPUT.tiles/ (a rerun of the same job reuses it).",
+)
+dry_run_opt = click.option(
+    "--dry-run", is_flag=True,
+    help="Print the plan (output grid, CRS, tiles, estimated work) as JSON and exit.",
+)
+json_opt = click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON summary (timing, tiles) on stdout."
+)
+verbose_opt = click.option("-v", "--verbose", count=True, help="More log messages.")
+quiet_opt = click.option("-q", "--quiet", count=True, help="Fewer messages, no progress bar.")
+
+
+def common_options(f: F) -> F:
+    """All options shared by ``dem-sr``, ``thermal-sr`` and ``sr``."""
+    return _stack(
+        lr_opt, guide_opt, scale_opt, output_opt, example_opt,
+        method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
+        lr_band_opt, guide_bands_opt, nodata_opt,
+        tile_size_opt, overlap_opt, workers_opt,
+        creation_opt, cog_opt, overwrite_opt, keep_tiles_opt,
+        dry_run_opt, json_opt, verbose_opt, quiet_opt,
+    )(f)

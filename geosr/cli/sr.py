@@ -1,0 +1,177 @@
+"""``geosr dem-sr``, ``geosr thermal-sr`` and ``geosr sr``: thin shells over
+:func:`geosr.pipeline.run`.
+
+Exit status: 0 on success, 2 for bad options or unusable inputs (the message says what to
+do), 1 for failures while running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from .options import common_options, parse_option_value
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
+    """The (lr, guide, scale) to run on: the user's, or the generated example scene."""
+    if kw["example"]:
+        if kw["lr"] or kw["guide"]:
+            raise click.UsageError("--example replaces --lr and --guide; pass one or the other")
+        from ..example import write_example
+
+        scale = kw["scale"] or 4
+        with tempfile.TemporaryDirectory(prefix="geosr-example-") as tmp:
+            paths = write_example(tmp, scale=scale)
+            logger.info("example scene written to %s", tmp)
+            yield paths["lr"], paths["guide"], scale
+        return
+    missing = [o for o, k in (("--lr", "lr"), ("--guide", "guide"), ("--scale", "scale")) if not kw[k]]
+    if missing:
+        raise click.UsageError(
+            f"missing {', '.join(missing)}; e.g. --lr dsm.tif --guide rgb.tif --scale 4 "
+            "(or --example to try the built-in scene)"
+        )
+    yield kw["lr"], kw["guide"], kw["scale"]
+
+
+def _method_options(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
+    from ..pipeline import method_options_for
+
+    shared = {
+        "preset": preset,
+        "iterations": kw["iterations"],
+        "device": kw["device"],
+        "seed": kw["seed"],
+    }
+    opts = method_options_for(kw["method"], {k: v for k, v in shared.items() if v is not None})
+    # Explicit -O options go through unfiltered: an unknown one is an error.
+    opts.update({k: parse_option_value(v) for k, v in kw["method_option"]})
+    return opts
+
+
+def _progress_bar(quiet: int) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    holder: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not holder:
+            holder.append(tqdm(total=total, unit="tile", desc="tiles", dynamic_ncols=True,
+                               file=click.get_text_stream("stderr"), leave=False))
+        bar = holder[0]
+        bar.n = done
+        bar.refresh()
+
+    class _Closer:
+        def close(self) -> None:
+            if holder:
+                holder[0].close()
+
+    return _Closer(), update
+
+
+def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
+    """Shared body of the three commands."""
+    from ..errors import GeosrError, GridError, InputError, OptionError
+    from ..pipeline import OutputConfig, TilingConfig, make_plan, run
+    from .main import configure_logging
+
+    configure_logging(kw["verbose"], kw["quiet"])
+    try:
+        tiling = TilingConfig(tile_size=kw["tile_size"], overlap=kw["overlap"],
+                              workers=kw["workers"])
+        output = OutputConfig(cog=kw["cog"], overwrite=kw["overwrite"],
+                              creation_options=kw["creation_options"],
+                              keep_tiles=kw["keep_tiles"])
+        with _inputs(kw) as (lr, guide, scale):
+            common: dict[str, Any] = {
+                "scale": scale,
+                "method": kw["method"],
+                "method_options": _method_options(kw, preset),
+                "lr_band": kw["lr_band"],
+                "guide_bands": kw["guide_bands"],
+                "nodata": kw["nodata"],
+                "tiling": tiling,
+            }
+            if kw["dry_run"]:
+                from ..io import check_output_path
+
+                out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
+                plan = make_plan(lr, guide, **common)
+                info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
+                click.echo(json.dumps(info, indent=2, default=str))
+                return
+            bar, update = _progress_bar(kw["quiet"])
+            try:
+                summary = run(lr, guide, kw["output"], output=output, progress=update, **common)
+            finally:
+                if bar is not None:
+                    bar.close()
+    except (InputError, GridError, OptionError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    except GeosrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except (click.ClickException, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a method or GDAL failure: exit 1 with the reason
+        logger.debug("failure", exc_info=True)
+        raise click.ClickException(
+            f"{type(exc).__name__}: {exc} (run with -v -v for details)"
+        ) from exc
+    if kw["as_json"]:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    elif not kw["quiet"]:
+        t = summary["tiles"]
+        g = summary["output_grid"]
+        click.echo(
+            f"wrote {summary['output']} ({g['width']} x {g['height']} px, {g['crs']}; "
+            f"{t['done'] + t['reused']} tiles, {t['skipped']} skipped; "
+            f"{summary['seconds']['total']:.1f} s)",
+            err=True,
+        )
+
+
+@click.command("dem-sr")
+@common_options
+def dem_sr(**kw: Any) -> None:
+    """Super-resolve a DEM/DSM with an RGB orthophoto (method preset "dem").
+
+    \b
+    geosr dem-sr --lr dsm_2m.tif --guide ortho_0p5m.tif --scale 4 -o dsm_0p5m.tif
+    geosr dem-sr --example -o out.tif          # try it on the built-in scene
+    """
+    run_command(kw, preset="dem")
+
+
+@click.command("thermal-sr")
+@common_options
+def thermal_sr(**kw: Any) -> None:
+    """Super-resolve a thermal band with an RGB image (method preset "thermal").
+
+    \b
+    geosr thermal-sr --lr landsat.tif --lr-band 10 --guide rgb.tif --scale 4 -o lst.tif
+    """
+    run_command(kw, preset="thermal")
+
+
+@click.command("sr")
+@common_options
+def sr(**kw: Any) -> None:
+    """Super-resolve any single-band raster with a guide, with any method (no preset).
+
+    \b
+    geosr sr --method guided-filter --lr lr.tif --guide rgb.tif --scale 4 -o out.tif
+    """
+    run_command(kw, preset=None)

@@ -1,0 +1,270 @@
+"""Evaluation harness: degrade an HR reference, super-resolve, compare.
+
+The protocol of the MMSR/RobSelf/P2P/CMSR papers: the LR input is the ``scale x scale``
+average pooling of the HR target (cropped to a multiple of ``scale``), the guide is the
+HR image, and RMSE/MAE are computed against the HR target over the full image in the
+target's units (no border crop). Bicubic is always run as the yardstick.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
+# Folder names that hold targets / guides in the staged datasets (and common variants).
+TARGET_DIRS = ("target", "targets", "depth", "gt", "hr", "source")
+GUIDE_DIRS = ("guide", "guides", "rgb", "color", "colour", "image")
+# Name suffixes stripped to match a target file with its guide file.
+_SUFFIX = re.compile(
+    r"(_output_depth|_output_color|_hr_gt|_gt|_depth|_color|_colour|_rgb|_nir|_guide|_target)$",
+    re.IGNORECASE,
+)
+
+
+@dataclasses.dataclass
+class Pair:
+    name: str
+    target: np.ndarray  # (H, W) float32
+    guide: np.ndarray  # (C, H, W) float32
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Read png/jpg/tif/npy/npz into ``(band, row, col)`` float32."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arr = np.load(path)
+    elif suffix in (".tif", ".tiff"):
+        import warnings
+
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(path)
+        with src:
+            arr = src.read().astype(np.float32)
+            if src.nodata is not None and not np.isnan(src.nodata):
+                arr[arr == src.nodata] = np.nan
+        return arr
+    elif suffix in (".png", ".jpg", ".jpeg"):
+        from PIL import Image
+
+        with Image.open(path) as im:
+            arr = np.array(im)
+    else:
+        raise InputError(f"cannot read {path}: use png, jpg, tif, npy or npz")
+    arr = np.asarray(arr, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    elif arr.ndim == 3 and arr.shape[-1] in (1, 2, 3, 4) and arr.shape[0] > 4:
+        arr = np.moveaxis(arr, -1, 0)
+    return arr
+
+
+def _key(path: Path) -> str:
+    return _SUFFIX.sub("", path.stem).lower()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXT and p.is_file())
+
+
+def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) -> list[Pair]:
+    """Pairs from a dataset folder or from one HR file plus a guide file.
+
+    Folder layouts: ``target/`` + ``guide/`` (or ``depth/`` + ``rgb/``, ...) matched by
+    name after stripping suffixes like ``_output_depth``/``_output_color``; or one folder of
+    ``*_nir``/``*_rgb`` (or ``*_target``/``*_guide``) files; or ``.npz`` files holding
+    ``target`` and ``guide`` arrays.
+    """
+    p = Path(path)
+    if guide is not None:
+        t, g = read_image(p), read_image(Path(guide))
+        return [Pair(p.stem, t[0], g)]
+    if not p.is_dir():
+        raise InputError(f"{p} is not a folder; pass a dataset folder, or an HR file and --guide")
+    subdirs = {d.name.lower(): d for d in p.iterdir() if d.is_dir()}
+    tdir = next((subdirs[n] for n in TARGET_DIRS if n in subdirs), None)
+    gdir = next((subdirs[n] for n in GUIDE_DIRS if n in subdirs), None)
+    pairs: list[Pair] = []
+    if tdir is not None and gdir is not None:
+        guides = {_key(f): f for f in _files(gdir)}
+        for f in _files(tdir):
+            if _key(f) in guides:
+                pairs.append(Pair(_key(f), read_image(f)[0], read_image(guides[_key(f)])))
+    else:
+        files = _files(p)
+        for f in files:
+            if f.suffix.lower() == ".npz":
+                with np.load(f) as z:
+                    if "target" in z and "guide" in z:
+                        g = np.asarray(z["guide"], np.float32)
+                        pairs.append(Pair(f.stem, np.asarray(z["target"], np.float32), g))
+        by_key: dict[str, dict[str, Path]] = {}
+        for f in files:
+            m = re.search(r"_(nir|target|depth|gt|rgb|guide|color)$", f.stem, re.IGNORECASE)
+            if m:
+                role = "t" if m.group(1).lower() in ("nir", "target", "depth", "gt") else "g"
+                by_key.setdefault(_key(f), {})[role] = f
+        for key, roles in sorted(by_key.items()):
+            if "t" in roles and "g" in roles:
+                pairs.append(Pair(key, read_image(roles["t"])[0], read_image(roles["g"])))
+    if not pairs:
+        raise InputError(
+            f"found no (target, guide) pairs in {p}; expected target/ + guide/ (or depth/ + "
+            "rgb/) folders with matching names, *_nir + *_rgb files, or .npz with target and guide"
+        )
+    for pr in pairs:
+        if pr.guide.shape[1:] != pr.target.shape:
+            raise InputError(
+                f"pair {pr.name}: guide {pr.guide.shape[1:]} and target {pr.target.shape} differ "
+                "in size; evaluation needs them on the same HR grid"
+            )
+    return pairs
+
+
+def degrade(target: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Crop ``target`` (H, W) to a multiple of ``scale``; return (cropped HR, avg-pooled LR)."""
+    h, w = (target.shape[0] // scale) * scale, (target.shape[1] // scale) * scale
+    hr = target[:h, :w]
+    lr = hr.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
+    return hr, lr.astype(np.float32)
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs (sampled every 10 ms)."""
+
+    def __enter__(self) -> PeakMemory:
+        self.peak = _rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.01):
+            self.peak = max(self.peak, _rss())
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def metrics(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    ok = np.isfinite(pred) & np.isfinite(ref)
+    d = pred[ok].astype(np.float64) - ref[ok]
+    return {"rmse": float(np.sqrt(np.mean(d**2))), "mae": float(np.mean(np.abs(d)))}
+
+
+def evaluate(
+    pairs: Sequence[Pair],
+    methods: dict[str, dict[str, Any]],
+    scale: int,
+    *,
+    guide_noise: float = 0.0,
+    noise_seed: int = 0,
+    snapshot_steps: Sequence[int] = (),
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means."""
+    from .api import check_scale, run_band
+    from .models import get_method
+    from .normalize import BandStats, prepare_guide
+
+    scale = check_scale(scale)
+    methods = {"bicubic": {}, **methods}
+    built = {name: get_method(name, **opts) for name, opts in methods.items()}
+    rows: list[dict[str, Any]] = []
+    rng = np.random.default_rng(noise_seed)
+    for pair in pairs:
+        hr, lr = degrade(pair.target, scale)
+        h, w = hr.shape
+        guide = pair.guide[:, :h, :w]
+        if guide_noise > 0:
+            guide = guide + rng.normal(0.0, guide_noise, guide.shape).astype(np.float32)
+        g = prepare_guide(guide, BandStats.from_array(guide))
+        for name, method in built.items():
+            snaps = snapshot_steps if hasattr(method, "fit") else ()
+            with PeakMemory() as mem:
+                t0 = time.perf_counter()
+                out = run_band(method, lr[None], g, scale, snapshot_steps=snaps)
+                seconds = time.perf_counter() - t0
+            row: dict[str, Any] = {"pair": pair.name, "method": name, "seconds": seconds,
+                                   "peak_rss_mb": mem.peak / 2**20}
+            if isinstance(out, dict):
+                final = out[max(out)]
+                row["steps"] = max(out)
+                row["curve"] = {str(k): metrics(v[0], hr)["rmse"] for k, v in sorted(out.items())}
+            else:
+                final = out
+            row.update(metrics(final[0], hr))
+            rows.append(row)
+            logger.info("%s %s rmse=%.4f %.1fs", pair.name, name, row["rmse"], seconds)
+            if on_result is not None:
+                on_result(row)
+    bic = {r["pair"]: r["rmse"] for r in rows if r["method"] == "bicubic"}
+    for r in rows:
+        r["ratio_to_bicubic"] = r["rmse"] / bic[r["pair"]] if bic[r["pair"]] > 0 else float("nan")
+    summary = {}
+    for name in built:
+        rs = [r for r in rows if r["method"] == name]
+        summary[name] = {
+            "pairs": len(rs),
+            "rmse": float(np.mean([r["rmse"] for r in rs])),
+            "mae": float(np.mean([r["mae"] for r in rs])),
+            "ratio_to_bicubic": float(np.mean([r["ratio_to_bicubic"] for r in rs])),
+            "seconds": float(np.mean([r["seconds"] for r in rs])),
+            "peak_rss_mb": float(max(r["peak_rss_mb"] for r in rs)),
+        }
+        curves = [r["curve"] for r in rs if "curve" in r]
+        if curves and all(c.keys() == curves[0].keys() for c in curves):
+            summary[name]["curve"] = {k: float(np.mean([c[k] for c in curves])) for k in curves[0]}
+    return {"scale": scale, "guide_noise": guide_noise, "methods": methods, "rows": rows,
+            "mean": summary}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"scale x{result['scale']}"]
+    head = f"{'pair':24s} {'method':16s} {'RMSE':>9s} {'MAE':>9s} {'/bicubic':>9s} {'s':>8s} {'MB':>7s}"
+    lines.append(head)
+    for r in result["rows"]:
+        lines.append(
+            f"{r['pair'][:24]:24s} {r['method']:16s} {r['rmse']:9.4f} {r['mae']:9.4f} "
+            f"{r['ratio_to_bicubic']:9.3f} {r['seconds']:8.2f} {r['peak_rss_mb']:7.0f}"
+        )
+    lines.append("mean over pairs")
+    for name, s in result["mean"].items():
+        lines.append(
+            f"{'(' + str(s['pairs']) + ' pairs)':24s} {name:16s} {s['rmse']:9.4f} {s['mae']:9.4f} "
+            f"{s['ratio_to_bicubic']:9.3f} {s['seconds']:8.2f} {s['peak_rss_mb']:7.0f}"
+        )
+        if "curve" in s:
+            curve = "  ".join(f"{k}:{v:.4f}" for k, v in s["curve"].items())
+            lines.append(f"{'':24s} {'  RMSE at steps':16s} {curve}")
+    return "\n".join(lines)

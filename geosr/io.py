@@ -1,0 +1,313 @@
+"""Raster I/O: checked opens, windowed LR reads, the guide through a ``WarpedVRT`` onto the
+output grid, and atomic tiled GeoTIFF / COG writes with provenance tags.
+
+Every read is windowed; nothing here loads a whole raster. Datasets are opened per call
+(rasterio datasets must not be shared between threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, RasterIOError
+from .grid import OutputGrid, RasterGeometry, Window
+
+logger = logging.getLogger(__name__)
+
+#: GDAL block cache per process; keeps memory bounded whatever the raster size.
+GDAL_CACHEMAX_MB = 256
+
+
+def gdal_env(**extra: Any) -> Any:
+    """A ``rasterio.Env`` with a bounded block cache and quiet sidecar probing."""
+    import rasterio
+
+    opts: dict[str, Any] = {
+        "GDAL_CACHEMAX": GDAL_CACHEMAX_MB * 1024 * 1024,
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        "CHECK_DISK_FREE_SPACE": False,
+    }
+    opts.update(extra)
+    return rasterio.Env(**opts)
+
+
+@dataclasses.dataclass(frozen=True)
+class RasterInfo:
+    """What the pipeline needs to know about an input raster (no pixels)."""
+
+    path: str
+    geometry: RasterGeometry
+    count: int
+    dtypes: tuple[str, ...]
+    nodata: float | None
+    colorinterp: tuple[str, ...]
+    descriptions: tuple[str | None, ...]
+    units: tuple[str | None, ...]
+
+    @property
+    def alpha_band(self) -> int | None:
+        """1-based index of an alpha band, if the raster has one."""
+        for i, ci in enumerate(self.colorinterp, start=1):
+            if ci == "alpha":
+                return i
+        return None
+
+
+def raster_info(path: str | os.PathLike[str], what: str) -> RasterInfo:
+    """Open ``path`` and describe it, or raise :class:`InputError` saying what to do."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"the {what} file {str(p)!r} does not exist; check the path")
+    if p.is_dir():
+        raise InputError(f"the {what} path {str(p)!r} is a folder; pass a raster file")
+    if not os.access(p, os.R_OK):
+        raise InputError(
+            f"the {what} file {str(p)!r} is not readable; check its permissions (chmod +r)"
+        )
+    try:
+        with gdal_env(), rasterio.open(p) as src:
+            return RasterInfo(
+                path=str(p),
+                geometry=RasterGeometry(src.crs, src.transform, src.width, src.height),
+                count=src.count,
+                dtypes=tuple(src.dtypes),
+                nodata=src.nodata,
+                colorinterp=tuple(ci.name for ci in src.colorinterp),
+                descriptions=tuple(src.descriptions),
+                units=tuple(src.units),
+            )
+    except RasterioIOError as exc:
+        raise InputError(
+            f"the {what} file {str(p)!r} is not a raster GDAL can read ({exc}); pass a "
+            "GeoTIFF (or another GDAL raster format)"
+        ) from exc
+
+
+def _invalid(arr: np.ndarray, nodata: float | None) -> np.ndarray:
+    bad = ~np.isfinite(arr) if np.issubdtype(arr.dtype, np.floating) else np.zeros(arr.shape, bool)
+    if nodata is not None:
+        bad |= np.isnan(arr) if math.isnan(nodata) else arr == nodata
+    return bad
+
+
+def read_lr(
+    path: str,
+    band: int,
+    window: Window,
+    *,
+    nodata: float | None = None,
+    use_nodata: bool = True,
+    out_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Read ``window`` (absolute LR pixels) of ``band`` as ``(1, h, w)`` float32, NaN = invalid.
+
+    ``nodata`` overrides the file's nodata value; otherwise the file's nodata value and its
+    mask band (if any) mark invalid pixels. ``out_shape`` decimates the read (statistics).
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+
+    try:
+        with gdal_env(), rasterio.open(path) as src:
+            kw: dict[str, Any] = {"window": window.to_rasterio()}
+            if out_shape is not None:
+                kw.update(out_shape=out_shape, resampling=Resampling.nearest)
+            arr = src.read(band, **kw)
+            nd = nodata if nodata is not None else src.nodata
+            bad = _invalid(arr, nd if use_nodata else None)
+            if nodata is None and use_nodata and src.nodata is None:
+                flags = src.mask_flag_enums[band - 1]
+                if any(f.name in ("per_dataset", "alpha") for f in flags):
+                    bad |= src.read_masks(band, **kw) == 0
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterIOError(f"failed to read the LR raster {path!r}: {exc}") from exc
+    out = arr.astype(np.float32)
+    out[bad] = np.nan
+    return out[None]
+
+
+@contextlib.contextmanager
+def guide_vrt(
+    info: RasterInfo,
+    grid: OutputGrid | tuple[Any, Any, int, int],
+    resampling: str,
+) -> Iterator[tuple[Any, int | None]]:
+    """The guide warped onto ``grid`` (an OutputGrid or ``(crs, transform, w, h)``).
+
+    Yields ``(vrt, mask_band)``: ``mask_band`` is the 1-based VRT band whose zeros mark
+    pixels with no guide data (outside its footprint or nodata).
+    """
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    if isinstance(grid, OutputGrid):
+        crs, transform, width, height = grid.crs, grid.transform, grid.width, grid.height
+    else:
+        crs, transform, width, height = grid
+    alpha = info.alpha_band
+    kw: dict[str, Any] = {
+        "crs": crs,
+        "transform": transform,
+        "width": width,
+        "height": height,
+        "resampling": Resampling[resampling],
+    }
+    if alpha is None:
+        kw["add_alpha"] = True
+        if info.nodata is not None:
+            kw["src_nodata"] = info.nodata
+    try:
+        with gdal_env(), rasterio.open(info.path) as src, WarpedVRT(src, **kw) as vrt:
+            yield vrt, (alpha if alpha is not None else vrt.count)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterIOError(f"failed to read the guide {info.path!r}: {exc}") from exc
+
+
+def read_guide(vrt: Any, mask_band: int | None, bands: Sequence[int], window: Window) -> np.ndarray:
+    """Read ``bands`` of a guide VRT in ``window`` as ``(C, h, w)`` float32, NaN = no data."""
+    rw = window.to_rasterio()
+    out = vrt.read(list(bands), window=rw, out_dtype="float32")
+    if mask_band is not None:
+        m = vrt.read(mask_band, window=rw) == 0
+        out[:, m] = np.nan
+    return out
+
+
+# -- output ------------------------------------------------------------------------------
+def check_output_path(
+    path: str | os.PathLike[str], *, overwrite: bool, inputs: Sequence[str] = ()
+) -> Path:
+    """Check that ``path`` can be written; raise :class:`InputError` with the fix."""
+    out = Path(path)
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(
+            f"the output folder {str(folder)!r} does not exist; create it first (mkdir -p) "
+            "or choose another output path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(
+            f"the output folder {str(folder)!r} is not writable; choose another output "
+            "path or fix the folder's permissions"
+        )
+    for inp in inputs:
+        if inp and out.exists() and os.path.samefile(out, inp):
+            raise InputError(
+                f"the output {str(out)!r} is one of the inputs; choose another output path"
+            )
+    if out.is_dir():
+        raise InputError(f"the output {str(out)!r} is a folder; pass a file name (e.g. out.tif)")
+    if out.exists() and not overwrite:
+        raise InputError(
+            f"the output {str(out)!r} already exists; pass --overwrite (overwrite=True) to "
+            "replace it, or choose another output path"
+        )
+    return out
+
+
+def temp_path(target: Path, suffix: str) -> Path:
+    """A fresh temporary file name next to ``target`` (not created: GDAL creates it with the
+    usual permissions; the caller removes it)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    os.unlink(tmp)
+    return Path(tmp)
+
+
+def output_profile(
+    grid: OutputGrid,
+    *,
+    nodata: float,
+    blocksize: int,
+    compress: str,
+    creation_options: dict[str, str],
+) -> dict[str, Any]:
+    """Creation profile of the intermediate tiled float32 GeoTIFF."""
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "dtype": "float32",
+        "count": 1,
+        "width": grid.width,
+        "height": grid.height,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": blocksize,
+        "blockysize": blocksize,
+        "compress": compress,
+        "predictor": 3,
+        "bigtiff": "IF_SAFER",
+    }
+    profile.update({k.lower(): v for k, v in creation_options.items()})
+    return profile
+
+
+def provenance_tags(
+    *,
+    method: str,
+    scale: int,
+    options: dict[str, Any],
+    lr_path: str,
+    guide_path: str,
+    lr_band: int,
+    guide_bands: Sequence[int],
+) -> dict[str, str]:
+    """Dataset tags recording how the output was made."""
+    from . import __version__
+
+    return {
+        "GEOSR_VERSION": __version__,
+        "GEOSR_METHOD": method,
+        "GEOSR_SCALE": str(scale),
+        "GEOSR_OPTIONS": json.dumps(options, sort_keys=True, default=str),
+        "GEOSR_LR": os.path.basename(lr_path),
+        "GEOSR_LR_BAND": str(lr_band),
+        "GEOSR_GUIDE": os.path.basename(guide_path),
+        "GEOSR_GUIDE_BANDS": ",".join(str(b) for b in guide_bands),
+        "TIFFTAG_SOFTWARE": f"geosr {__version__}",
+    }
+
+
+def to_cog(
+    src_path: Path,
+    dst_path: Path,
+    *,
+    blocksize: int,
+    compress: str,
+    creation_options: dict[str, str],
+) -> None:
+    """Translate a tiled GeoTIFF into a Cloud-Optimised GeoTIFF with GDAL's COG driver."""
+    import rasterio.shutil
+
+    opts: dict[str, Any] = {
+        "BLOCKSIZE": blocksize,
+        "COMPRESS": compress,
+        "PREDICTOR": "YES",
+        "BIGTIFF": "IF_SAFER",
+        "OVERVIEW_RESAMPLING": "AVERAGE",
+        "NUM_THREADS": "ALL_CPUS",
+    }
+    # Options that only the GTiff driver knows do not apply to the COG driver.
+    gtiff_only = {"TILED", "BLOCKXSIZE", "BLOCKYSIZE", "INTERLEAVE", "PHOTOMETRIC"}
+    opts.update({k.upper(): v for k, v in creation_options.items() if k.upper() not in gtiff_only})
+    try:
+        with gdal_env():
+            rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", **opts)
+    except Exception as exc:  # rasterio raises CPLE_* errors here
+        raise RasterIOError(f"failed to write the COG {dst_path}: {exc}") from exc

@@ -1,0 +1,188 @@
+"""The online, self-supervised optimisation loop shared by every learned method.
+
+A model maps ``(lr_up_input, guide)`` tensors to an HR prediction (or to a tuple
+``(prediction, [auxiliary predictions])``). The loss is the masked L1 *cycle* loss
+``|avg_pool(pred, scale) - lr|`` over valid LR pixels, plus ``aux_weight`` times the
+same loss for each auxiliary prediction (RobSelf's translation head). No other
+supervision: the network is fitted to this one input and thrown away.
+
+Defaults follow the MMSR/RobSelf papers: Adam, lr 2e-3, x0.9998 every 5 steps,
+1000 steps, weight decay only on the parameters a model lists as ``decayed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import OptionError
+
+logger = logging.getLogger(__name__)
+
+#: ``progress(step, total, loss)``; called every step.
+ProgressFn = Callable[[int, int, float], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    iterations: int = 1000
+    lr: float = 2e-3
+    lr_decay: float = 0.9998
+    decay_every: int = 5
+    weight_decay: float = 5e-4
+    aux_weight: float = 1.0
+    seed: int | None = 0
+    device: str = "auto"
+    #: stop when the loss has not improved by ``early_stop_tol`` (relative) for this many steps
+    early_stop: int | None = None
+    early_stop_tol: float = 1e-3
+    #: bf16 autocast: "auto" = on CUDA only; "on"/"off" force it (CPU bf16 needs AVX512-BF16)
+    bf16: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise OptionError(f"iterations must be >= 1, got {self.iterations}")
+        if not self.lr > 0:
+            raise OptionError(f"lr must be > 0, got {self.lr}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise OptionError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.bf16 not in ("auto", "on", "off"):
+            raise OptionError(f"bf16 must be auto, on or off, got {self.bf16!r}")
+        if self.early_stop is not None and self.early_stop < 1:
+            raise OptionError(f"early_stop must be >= 1 steps or None, got {self.early_stop}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise OptionError(
+            "device 'cuda' was asked for but PyTorch sees no CUDA GPU; use --device cpu "
+            "(or auto), or install a CUDA build of PyTorch"
+        )
+    return torch.device(name)
+
+
+def masked_cycle_loss(
+    pred: torch.Tensor, lr: torch.Tensor, mask: torch.Tensor, scale: int
+) -> torch.Tensor:
+    """Mean L1 between ``avg_pool(pred, scale)`` and ``lr`` over valid LR pixels."""
+    down = F.avg_pool2d(pred.float(), scale)
+    diff = (down - lr).abs() * mask
+    return diff.sum() / mask.sum().clamp_min(1.0)
+
+
+@dataclasses.dataclass
+class FitResult:
+    prediction: np.ndarray  # (1, H, W) float32, normalised units
+    steps: int
+    loss: float
+    seconds: float
+    snapshots: dict[int, np.ndarray]
+    losses: list[float]
+
+
+def fit(
+    model: nn.Module,
+    lr: np.ndarray,
+    guide: np.ndarray,
+    scale: int,
+    mask: np.ndarray,
+    cfg: OptimConfig,
+    *,
+    progress: ProgressFn | None = None,
+    snapshot_steps: Sequence[int] = (),
+) -> FitResult:
+    """Fit ``model`` to one (LR, guide) pair and return its HR prediction.
+
+    ``lr`` (1, h, w) and ``guide`` (C, H, W) are normalised float32 arrays, ``mask`` the
+    valid LR pixels. ``snapshot_steps``: also return predictions after these many steps.
+    """
+    device = resolve_device(cfg.device)
+    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
+    guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
+    mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
+    model = model.to(device)
+
+    decayed = set(getattr(model, "decayed_parameters", lambda: [])())
+    groups = [
+        {"params": [p for p in model.parameters() if p not in decayed], "weight_decay": 0.0},
+        {"params": [p for p in model.parameters() if p in decayed], "weight_decay": cfg.weight_decay},
+    ]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
+
+    def forward() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = model(lr_t, guide_t)
+        if isinstance(out, tuple):
+            return out[0], list(out[1])
+        return out, []
+
+    wanted = {int(s) for s in snapshot_steps if 0 < int(s) <= cfg.iterations}
+    snapshots: dict[int, np.ndarray] = {}
+    losses: list[float] = []
+    best, since_best = float("inf"), 0
+    t0 = time.perf_counter()
+    step = 0
+    model.train()
+    for step in range(cfg.iterations):
+        pred, aux = forward()
+        if step in wanted:
+            snapshots[step] = pred.detach().float()[0].cpu().numpy()
+        loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
+        for a in aux:
+            loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"the loss became {value} at step {step}; lower the learning rate or check "
+                "the inputs for extreme values"
+            )
+        losses.append(value)
+        if progress is not None:
+            progress(step + 1, cfg.iterations, value)
+        if cfg.early_stop is not None:
+            if value < best * (1.0 - cfg.early_stop_tol):
+                best, since_best = value, 0
+            else:
+                since_best += 1
+                if since_best >= cfg.early_stop:
+                    logger.info("early stop at step %d (loss %.5g)", step + 1, value)
+                    break
+    steps = step + 1
+    model.eval()
+    with torch.no_grad():
+        pred, _ = forward()
+    final = pred.float()[0].cpu().numpy()
+    snapshots[steps] = final
+    return FitResult(final, steps, losses[-1], time.perf_counter() - t0, snapshots, losses)
+
+
+def seeded(seed: int | None) -> Any:
+    """Context manager: run with torch's CPU RNG seeded, restoring the caller's state."""
+    ctx = torch.random.fork_rng(devices=[])
+
+    class _Seeded:
+        def __enter__(self) -> None:
+            ctx.__enter__()
+            if seed is not None:
+                torch.manual_seed(seed)
+
+        def __exit__(self, *exc: Any) -> None:
+            ctx.__exit__(*exc)
+
+    return _Seeded()

@@ -1,0 +1,60 @@
+"""The memory-efficient local filter against the naive unfold formulation (the oracle)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from geosr.models.layers import local_attention, local_attention_unfold
+
+
+@pytest.mark.parametrize(
+    "size,shape,block,cv",
+    [
+        (3, (1, 4, 9, 9), 8, 4),
+        (5, (2, 3, 17, 13), 8, 3),  # blocks do not divide the image
+        (11, (1, 8, 20, 23), 8, 8),  # neighbourhood larger than a block
+        (7, (1, 5, 6, 31), 4, 2),  # separate values with another channel count
+        (1, (1, 3, 5, 7), 8, 3),
+        (13, (1, 2, 5, 4), 8, 2),  # neighbourhood larger than the image
+    ],
+)
+def test_local_attention__matches_unfold_oracle(size, shape, block, cv):
+    g = torch.Generator().manual_seed(size * 100 + shape[-1])
+    b, c, h, w = shape
+    q = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    k = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(b, cv, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    gout = torch.randn(b, cv, h, w, generator=g, dtype=torch.float64)
+
+    ref = local_attention_unfold(q, k, v, size)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), gout)
+    out = local_attention(q, k, v, size, block=block)
+    grads = torch.autograd.grad(out, (q, k, v), gout)
+
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_local_attention__shared_key_value_float32():
+    """MMSR passes the same tensor as key and value; float32 at the 1e-5 tolerance."""
+    g = torch.Generator().manual_seed(7)
+    q = torch.randn(1, 16, 19, 21, generator=g, requires_grad=True)
+    kv = torch.randn(1, 16, 19, 21, generator=g, requires_grad=True)
+    gout = torch.randn(1, 16, 19, 21, generator=g)
+    ref = local_attention_unfold(q * 0.2, kv, kv, 5)
+    out = local_attention(q * 0.2, kv, kv, 5)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    for got, want in zip(
+        torch.autograd.grad(out, (q, kv), gout), torch.autograd.grad(ref, (q, kv), gout),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+def test_local_attention__even_size_rejected():
+    x = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="odd"):
+        local_attention(x, x, x, 4)

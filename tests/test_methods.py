@@ -1,0 +1,118 @@
+"""The contract every registered method keeps, on tiny inputs with a few steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geosr import get_method, list_methods
+from geosr.errors import OptionError
+
+# Few steps so the contract is checked quickly; quality is checked elsewhere.
+FAST = {"iterations": 5, "width": 8}
+
+
+def build(name: str, **extra):
+    from geosr.models import get_method_class
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(get_method_class(name).Options)}
+    opts = {k: v for k, v in FAST.items() if k in fields}
+    opts.update(extra)
+    return get_method(name, **opts)
+
+
+def normalised(tiny_pair):
+    lr, guide, scale = tiny_pair
+    lr = (lr - lr.mean()) / lr.std()
+    guide = (guide - guide.mean(axis=(1, 2), keepdims=True)) / guide.std(axis=(1, 2), keepdims=True)
+    return lr.astype(np.float32), guide.astype(np.float32), scale
+
+
+def test_registry__lists_the_foundation_methods():
+    assert {"bicubic", "guided-filter", "mmsr"} <= set(list_methods())
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method__shape_dtype_finite(name, tiny_pair):
+    lr, guide, scale = normalised(tiny_pair)
+    out = build(name)(lr, guide, scale)
+    assert out.shape == (1, lr.shape[1] * scale, lr.shape[2] * scale)
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method__constant_in_constant_out(name, rng):
+    lr = np.zeros((1, 6, 7), np.float32)  # a constant normalises to 0
+    guide = rng.normal(size=(3, 24, 28)).astype(np.float32)
+    out = build(name)(lr, guide, 4)
+    # The cycle loss pins the pooled output to the LR; learned methods get within a few
+    # steps' tolerance, classical ones are exact.
+    assert np.abs(out).max() < (1e-5 if build(name).deterministic else 0.25)
+
+
+@pytest.mark.parametrize("name", list_methods())
+def test_method__mask_respected(name, tiny_pair):
+    """Values under invalid LR pixels must not change the result elsewhere... for learned
+    methods: not at all (the loss ignores them); classical ones read only valid context
+    once the invalid value equals the fill value the API uses (0)."""
+    lr, guide, scale = normalised(tiny_pair)
+    mask = np.ones_like(lr, dtype=bool)
+    mask[0, 2:4, 3:5] = False
+    a = lr.copy()
+    a[~mask] = 0.0
+    b = lr.copy()
+    b[~mask] = 0.0
+    method = build(name)
+    out_a = method(a, guide, scale, mask=mask)
+    if method.deterministic:
+        np.testing.assert_array_equal(out_a, method(b, guide, scale, mask=mask))
+        return
+    b[~mask] = 50.0  # a wild value under the mask: the fit must ignore it
+    out_b = method(b, guide, scale, mask=mask)
+    # Only the network input (bilinear upsampling of the LR) sees b; check the loss did not
+    # chase the masked value: the pooled output there stays far from 50.
+    pooled = out_b[0].reshape(lr.shape[1], scale, lr.shape[2], scale).mean(axis=(1, 3))
+    assert np.abs(pooled[2:4, 3:5]).max() < 25
+
+
+def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
+    lr, guide, scale = normalised(tiny_pair)
+    m = build("mmsr", seed=3, device="cpu")
+    np.testing.assert_array_equal(m(lr, guide, scale), m(lr, guide, scale))
+    other = build("mmsr", seed=4, device="cpu")(lr, guide, scale)
+    assert not np.array_equal(other, m(lr, guide, scale))
+
+
+def test_learned__early_stop_and_progress(tiny_pair):
+    lr, guide, scale = normalised(tiny_pair)
+    seen = []
+    m = get_method("mmsr", iterations=400, width=8, early_stop=3, lr=1e-9)
+    res = m.fit(lr, guide, scale, np.ones_like(lr, bool), progress=lambda s, n, l: seen.append(s))
+    assert res.steps < 400  # a tiny learning rate cannot improve the loss: stops early
+    assert seen == list(range(1, res.steps + 1))
+
+
+def test_mmsr__presets_and_overrides():
+    assert get_method("mmsr").options.sizes == (11, 5)
+    assert get_method("mmsr", preset="dem").options.sizes == (5, 3)
+    assert get_method("mmsr", preset="thermal", n=7).options.sizes == (7, 3)
+
+
+@pytest.mark.parametrize(
+    "name,opts,match",
+    [
+        ("mmsr", {"preset": "lidar"}, "preset"),
+        ("mmsr", {"n": 4}, "odd"),
+        ("mmsr", {"iterations": 0}, "iterations"),
+        ("mmsr", {"device": "tpu"}, "device"),
+        ("mmsr", {"colour": 1}, "unknown option"),
+        ("bicubic", {"iterations": 3}, "unknown option"),
+        ("guided-filter", {"eps": -1.0}, "eps"),
+        ("nearest", {}, "unknown method"),
+    ],
+)
+def test_get_method__bad_options(name, opts, match):
+    with pytest.raises(OptionError, match=match):
+        get_method(name, **opts)
