@@ -211,9 +211,15 @@ def evaluate(
         g = prepare_guide(guide, BandStats.from_array(guide))
         for name, method in built.items():
             snaps = snapshot_steps if hasattr(method, "fit") else ()
+
+            def log_step(step: int, total: int, loss: float, _p=pair.name, _m=name) -> None:
+                if step % 50 == 0 or step == total:
+                    logger.info("%s %s step %d/%d loss %.5f", _p, _m, step, total, loss)
+
             with PeakMemory() as mem:
                 t0 = time.perf_counter()
-                out = run_band(method, lr[None], g, scale, snapshot_steps=snaps)
+                out = run_band(method, lr[None], g, scale, snapshot_steps=snaps,
+                               progress=log_step)
                 seconds = time.perf_counter() - t0
             row: dict[str, Any] = {"pair": pair.name, "method": name, "seconds": seconds,
                                    "peak_rss_mb": mem.peak / 2**20}

@@ -58,3 +58,32 @@ def test_local_attention__even_size_rejected():
     x = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match="odd"):
         local_attention(x, x, x, 4)
+
+
+@pytest.mark.parametrize(
+    "size,shape,block",
+    [
+        (3, (1, 4, 9, 9), 8),
+        (5, (2, 3, 17, 13), 8),
+        (11, (1, 8, 20, 23), 8),
+        (7, (1, 5, 6, 31), 4),
+        (13, (1, 2, 5, 4), 8),
+        (5, (1, 3, 70, 9), 2),  # many block rows: several chunks of the fused kernel
+    ],
+)
+def test_local_attention__fused_shared_kv_matches_oracle(size, shape, block, monkeypatch):
+    from geosr.models import layers
+
+    monkeypatch.setattr(layers, "_CHUNK_BLOCKS", 8)  # force several chunks
+    g = torch.Generator().manual_seed(size * 10 + shape[-2])
+    q = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    kv = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    gout = torch.randn(*shape, generator=g, dtype=torch.float64)
+    ref = local_attention_unfold(q, kv, kv, size)
+    out = local_attention(q, kv, kv, size, block=block)
+    torch.testing.assert_close(out, ref.float(), atol=1e-5, rtol=0, check_dtype=False)
+    for got, want in zip(
+        torch.autograd.grad(out, (q, kv), gout), torch.autograd.grad(ref, (q, kv), gout),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0, check_dtype=False)

@@ -13,8 +13,9 @@ FAST = {"iterations": 5, "width": 8}
 
 
 def build(name: str, **extra):
-    from geosr.models import get_method_class
     import dataclasses
+
+    from geosr.models import get_method_class
 
     fields = {f.name for f in dataclasses.fields(get_method_class(name).Options)}
     opts = {k: v for k, v in FAST.items() if k in fields}
@@ -89,7 +90,7 @@ def test_learned__early_stop_and_progress(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     seen = []
     m = get_method("mmsr", iterations=400, width=8, early_stop=3, lr=1e-9)
-    res = m.fit(lr, guide, scale, np.ones_like(lr, bool), progress=lambda s, n, l: seen.append(s))
+    res = m.fit(lr, guide, scale, np.ones_like(lr, bool), progress=lambda s, n, loss: seen.append(s))
     assert res.steps < 400  # a tiny learning rate cannot improve the loss: stops early
     assert seen == list(range(1, res.steps + 1))
 

@@ -79,13 +79,21 @@ def local_attention(
     """Local cross-domain attention, equal to :func:`local_attention_unfold` (see module doc).
 
     ``q``, ``k``: ``(B, C, H, W)``; ``v``: ``(B, Cv, H, W)``; ``size`` odd. Returns
-    ``(B, Cv, H, W)``.
+    ``(B, Cv, H, W)``. When ``v is k`` (MMSR, RobSelf) a fused kernel is used that
+    processes rows of blocks in chunks and recomputes them in the backward pass, so the
+    only memory it keeps is its output.
     """
     if size % 2 != 1:
         raise ValueError(f"neighbourhood size must be odd, got {size}")
+    block = max(1, min(block, q.shape[-2], q.shape[-1]))
+    if v is k:
+        return _FusedLocalAttention.apply(q, k, size, block)
+    return _local_attention_autograd(q, k, v, size, block)
+
+
+def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
     bsz, c, h, w = q.shape
     cv = v.shape[1]
-    block = max(1, min(block, h, w))
     nh, nw = -(-h // block), -(-w // block)
     n = bsz * nh * nw
     # Queries of each block: (n, b^2, C).
@@ -97,11 +105,127 @@ def local_attention(
     logits = scores.gather(2, idx.unsqueeze(0).expand(n, -1, -1))  # (n, b^2, k^2)
     attn = torch.softmax(logits, dim=-1)
     dense = torch.zeros_like(scores).scatter(2, idx.unsqueeze(0).expand(n, -1, -1), attn)
-    # In MMSR and RobSelf keys and values are the same features: extract them once.
-    vr = kr if v is k else _regions(v, size, block, nh, nw)  # (n, Cv, R^2)
+    vr = _regions(v, size, block, nh, nw)  # (n, Cv, R^2)
     out = _ContiguousGrad.apply(torch.bmm(dense, vr.transpose(1, 2)))  # (n, b^2, Cv)
     out = out.view(bsz, nh, nw, block, block, cv).permute(0, 5, 1, 3, 2, 4)
     return out.reshape(bsz, cv, nh * block, nw * block)[:, :, :h, :w]
+
+
+#: blocks processed together by the fused kernel (bounds its working memory)
+_CHUNK_BLOCKS = 512
+
+
+class _FusedLocalAttention(torch.autograd.Function):
+    """``local_attention(q, kv, kv)`` with a hand-written, chunked, recomputing backward.
+
+    Per chunk of block rows: ``S = Q R`` (queries against the key region), gather the
+    ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward recomputes
+    ``R, A, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
+    ``dR = dO^T D + Q^T dS`` (key and value gradients together), folded back with
+    ``F.fold``. Runs in float32 even under autocast.
+    """
+
+    @staticmethod
+    def _chunks(nh: int, nw: int):
+        rows = max(1, _CHUNK_BLOCKS // nw)
+        for y0 in range(0, nh, rows):
+            yield y0, min(nh, y0 + rows)
+
+    @staticmethod
+    def _setup(q, kv, size, block):
+        h, w = q.shape[-2:]
+        nh, nw = -(-h // block), -(-w // block)
+        pad = size // 2
+        qp = F.pad(q.float(), (0, nw * block - w, 0, nh * block - h))
+        kvp = F.pad(kv.float(), (pad, pad + nw * block - w, pad, pad + nh * block - h))
+        return qp, kvp, nh, nw
+
+    @staticmethod
+    def _chunk(qp, kvp, bi, y0, y1, nw, size, block, idx):
+        """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D."""
+        c = qp.shape[1]
+        nr, region = y1 - y0, block + size - 1
+        qc = qp[bi, :, y0 * block : y1 * block]  # (C, nr*b, nw*b)
+        qc = qc.reshape(c, nr, block, nw, block).permute(1, 3, 2, 4, 0)
+        qc = qc.reshape(nr * nw, block * block, c)
+        rc = kvp[bi, :, y0 * block : y1 * block + size - 1]
+        rc = rc.unfold(1, region, block).unfold(2, region, block)  # C, nr, nw, R, R
+        rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
+        ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
+        scores = torch.bmm(qc, rc)
+        attn = torch.softmax(scores.gather(2, ix), dim=-1)
+        dense = torch.zeros_like(scores).scatter_(2, ix, attn)
+        return qc, rc, attn, dense, ix
+
+    @staticmethod
+    def _to_image(x, c, nr, nw, block):
+        """(nr*nw, b^2, C) -> (C, nr*b, nw*b)."""
+        x = x.reshape(nr, nw, block, block, c).permute(4, 0, 2, 1, 3)
+        return x.reshape(c, nr * block, nw * block)
+
+    @staticmethod
+    def _from_image(x, c, nr, nw, block):
+        """(C, nr*b, nw*b) -> (nr*nw, b^2, C)."""
+        x = x.reshape(c, nr, block, nw, block).permute(1, 3, 2, 4, 0)
+        return x.reshape(nr * nw, block * block, c)
+
+    @staticmethod
+    def forward(ctx, q, kv, size, block):  # type: ignore[override]
+        bsz, c, h, w = q.shape
+        qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
+        idx = _gather_index(size, block).to(q.device)
+        out = qp.new_empty((bsz, c, nh * block, nw * block))
+        for bi in range(bsz):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
+                _, rc, _, dense, _ = _FusedLocalAttention._chunk(
+                    qp, kvp, bi, y0, y1, nw, size, block, idx
+                )
+                o = torch.bmm(dense, rc.transpose(1, 2))
+                out[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
+                    o, c, y1 - y0, nw, block
+                )
+        ctx.save_for_backward(q, kv)
+        ctx.size, ctx.block = size, block
+        return out[:, :, :h, :w].to(q.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        q, kv = ctx.saved_tensors
+        size, block = ctx.size, ctx.block
+        bsz, c, h, w = q.shape
+        pad, region = size // 2, block + size - 1
+        qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
+        idx = _gather_index(size, block).to(q.device)
+        gop = F.pad(grad_out.float(), (0, nw * block - w, 0, nh * block - h))
+        gq = torch.zeros_like(qp)
+        gkv = torch.zeros_like(kvp)
+        for bi in range(bsz):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
+                nr = y1 - y0
+                qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
+                    qp, kvp, bi, y0, y1, nw, size, block, idx
+                )
+                go = _FusedLocalAttention._from_image(
+                    gop[bi, :, y0 * block : y1 * block], c, nr, nw, block
+                )
+                ga = torch.bmm(go, rc).gather(2, ix)  # dA
+                gl = attn * (ga - (attn * ga).sum(-1, keepdim=True))  # dL (softmax)
+                gs = torch.zeros_like(dense).scatter_(2, ix, gl)  # dS
+                gq[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
+                    torch.bmm(gs, rc.transpose(1, 2)), c, nr, nw, block
+                )
+                # dR = dO^T D + Q^T dS, in one GEMM over the stacked block pixels.
+                gr = torch.bmm(torch.cat([go, qc], 1).transpose(1, 2), torch.cat([dense, gs], 1))
+                folded = F.fold(
+                    gr.reshape(nr * nw, c * region * region).t().unsqueeze(0),
+                    output_size=(nr * block + size - 1, nw * block + size - 1),
+                    kernel_size=region,
+                    stride=block,
+                )
+                gkv[bi, :, y0 * block : y1 * block + size - 1] += folded[0]
+        grad_q = gq[:, :, :h, :w].to(q.dtype)
+        grad_kv = gkv[:, :, pad : pad + h, pad : pad + w].to(kv.dtype)
+        return grad_q, grad_kv, None, None
 
 
 class ResBlock(nn.Module):
