@@ -190,6 +190,8 @@ def evaluate(
     guide_noise: float = 0.0,
     noise_seed: int = 0,
     snapshot_steps: Sequence[int] = (),
+    misalignment: Any = None,
+    misalign_seed: int = 0,
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means."""
@@ -206,6 +208,12 @@ def evaluate(
         hr, lr = degrade(pair.target, scale)
         h, w = hr.shape
         guide = pair.guide[:, :h, :w]
+        if misalignment is not None:
+            from .misalign import misalign
+
+            # One seed per pair (stable across runs and methods), derived from the name.
+            seed = misalign_seed + sum(map(ord, pair.name))
+            guide = misalign(guide, misalignment, seed)
         if guide_noise > 0:
             guide = guide + rng.normal(0.0, guide_noise, guide.shape).astype(np.float32)
         g = prepare_guide(guide, BandStats.from_array(guide))
@@ -251,8 +259,10 @@ def evaluate(
         curves = [r["curve"] for r in rs if "curve" in r]
         if curves and all(c.keys() == curves[0].keys() for c in curves):
             summary[name]["curve"] = {k: float(np.mean([c[k] for c in curves])) for k in curves[0]}
-    return {"scale": scale, "guide_noise": guide_noise, "methods": methods, "rows": rows,
-            "mean": summary}
+    return {"scale": scale, "guide_noise": guide_noise,
+            "misalignment": dataclasses.asdict(misalignment) if misalignment else None,
+            "misalign_seed": misalign_seed if misalignment else None,
+            "methods": methods, "rows": rows, "mean": summary}
 
 
 def format_table(result: dict[str, Any]) -> str:

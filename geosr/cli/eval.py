@@ -58,6 +58,10 @@ def method_options(
               help="Any method option, repeatable (see `geosr methods`).")
 @click.option("--guide-noise", type=float, default=0.0, show_default=True,
               help="Std of Gaussian noise added to the guide (guide units).")
+@click.option("--misalign", "misalign_spec", default=None, is_flag=False, flag_value="default",
+              metavar="SPEC", help="Misalign the guide only: 'default' or e.g. "
+              "translation=6,rotation=2,perspective=0.02 (HR px, degrees, fraction of size).")
+@click.option("--misalign-seed", type=int, default=0, show_default=True)
 @click.option("--snapshots", default="", help="Also report RMSE after these steps, e.g. 100,250,500.")
 @click.option("--pairs", "only", default="", help="Comma-separated pair names to run (default all).")
 @click.option("--limit", type=int, help="Run only the first N pairs.")
@@ -66,7 +70,7 @@ def method_options(
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
 def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets, guide_noise,
-             snapshots, only, limit, json_path, verbose, quiet) -> None:
+             misalign_spec, misalign_seed, snapshots, only, limit, json_path, verbose, quiet) -> None:
     """Evaluate methods on HR references degraded by SCALE x SCALE average pooling.
 
     DATA is a dataset folder (target/ + guide/, depth/ + rgb/, *_nir + *_rgb files, or
@@ -84,6 +88,9 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
         common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
         opts = method_options(names, common, sets)
         pairs = load_pairs(data, guide)
+        from ..misalign import Misalignment
+
+        mis = Misalignment.parse(misalign_spec) if misalign_spec is not None else None
     except GeosrError as exc:
         raise click.BadParameter(str(exc)) from exc
     if only:
@@ -107,7 +114,7 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
 
     try:
         result = evaluate(pairs, opts, scale, guide_noise=guide_noise, snapshot_steps=steps,
-                          on_result=echo_row)
+                          misalignment=mis, misalign_seed=misalign_seed, on_result=echo_row)
     except GeosrError as exc:
         raise click.ClickException(str(exc)) from exc
     result["data"] = str(data)

@@ -12,8 +12,9 @@ def _registry() -> dict[str, type[Method]]:
     # Imported lazily so that ``import geosr`` (and ``geosr --help``) stays fast.
     from .classical import Bicubic, GuidedFilter
     from .mmsr import MMSR
+    from .robself import RobSelfDe, RobSelfRe
 
-    return {cls.name: cls for cls in (Bicubic, GuidedFilter, MMSR)}
+    return {cls.name: cls for cls in (Bicubic, GuidedFilter, MMSR, RobSelfRe, RobSelfDe)}
 
 
 def list_methods() -> list[str]:

@@ -1,0 +1,247 @@
+"""RobSelf: self-supervised guided super-resolution that is robust to a misaligned guide.
+
+X. Dong et al., 2026 (RobSelf). No code is public; this is built from the paper's
+description (Fig. 2 and §4): extraction layers, a multi-level misalignment-aware feature
+translator that estimates a dense guide-to-source displacement field and aligns the guide
+features by resampling (**Re**, 2 offsets per pixel) or by a deformable convolution
+(**De**, ``2 k^2`` offsets per pixel), a translation head whose output ``I_trans`` is weakly
+supervised by the LR source, a content-aware reference filter, and a prediction head.
+Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1.
+
+Choices the paper leaves open (documented in the README):
+- extraction layers: two 3x3 convs + ReLU per modality (``width`` channels);
+- translator: a 1x1 fusion of ``[F_source, F_guide]``, then ``levels`` encoder levels
+  (stride-2 3x3 conv + 3x3 conv) and as many decoder levels (bilinear x2, concat skip,
+  two 3x3 convs), and a 3x3 output conv that is **zero-initialised** (the fit starts from
+  the identity alignment); displacements are bounded by ``max_disp * tanh(.)`` HR pixels
+  and are smooth by construction (predicted at every level and upsampled);
+- deformable alignment in plain torch: ``grid_sample`` of the ``k^2`` offset taps, then
+  a linear (1x1) map of the stacked taps, i.e. a deformable convolution;
+- heads: 2 residual 3x3 blocks + 1x1 conv; shared between ``I_trans`` and ``I_sr``
+  except in the NIR preset (the paper's "separate prediction heads");
+- reference filter: both kernel sizes are evaluated densely and the importance map
+  selects per pixel (``M > eta * mean(M)`` takes the large ``m x m`` kernel).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ResBlock, local_attention
+from .learned import LearnedMethod, LearnedOptions
+
+#: preset -> {scale: (levels, m, n)}, eta (None = no threshold: one kernel size)
+PRESETS: dict[str, tuple[dict[int, tuple[int, int, int]], float | None]] = {
+    "depth": ({2: (3, 7, 5), 4: (4, 7, 5), 8: (5, 13, 7)}, 0.7),
+    "nir": ({2: (4, 3, 3), 4: (5, 3, 3), 8: (5, 3, 3)}, None),
+    # DEM/thermal: MMSR's smaller neighbourhoods for smooth sources (our choice).
+    "dem": ({2: (3, 5, 3), 4: (4, 5, 3), 8: (5, 7, 5)}, 0.7),
+    "thermal": ({2: (3, 5, 3), 4: (4, 5, 3), 8: (5, 7, 5)}, 0.7),
+}
+
+
+def _conv_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
+
+
+class Translator(nn.Module):
+    """Multi-level encoder-decoder: ``[F_source, F_guide]`` -> displacement channels."""
+
+    def __init__(self, width: int, levels: int, out_channels: int) -> None:
+        super().__init__()
+        self.fuse = nn.Sequential(nn.Conv2d(2 * width, width, 1), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList(
+            nn.Sequential(_conv_relu(width, width, 2), _conv_relu(width, width))
+            for _ in range(levels)
+        )
+        self.up = nn.ModuleList(
+            nn.Sequential(_conv_relu(2 * width, width), _conv_relu(width, width))
+            for _ in range(levels)
+        )
+        self.out = nn.Conv2d(width, out_channels, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, f_source: torch.Tensor, f_guide: torch.Tensor) -> torch.Tensor:
+        x = self.fuse(torch.cat([f_source, f_guide], 1))
+        skips = []
+        for down in self.down:
+            skips.append(x)
+            x = down(x)
+        for up, skip in zip(self.up, reversed(skips), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = up(torch.cat([x, skip], 1))
+        return self.out(x)
+
+
+def warp(x: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+    """Sample ``x`` (B, C, H, W) at ``p + disp(p)``; ``disp`` (B, 2, H, W) = (dy, dx) pixels."""
+    _, _, h, w = x.shape
+    ys = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    gy = (ys + disp[:, 0]) * (2.0 / max(h - 1, 1)) - 1.0
+    gx = (xs + disp[:, 1]) * (2.0 / max(w - 1, 1)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class ResampleAlign(nn.Module):
+    """RobSelf-Re: warp the guide features by one displacement per pixel (N = 2)."""
+
+    offsets = 2
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+
+    def forward(self, f_guide: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        return warp(f_guide, disp)
+
+
+class DeformAlign(nn.Module):
+    """RobSelf-De: a ``k x k`` deformable convolution (N = 2 k^2 offsets) in plain torch."""
+
+    def __init__(self, width: int, kernel: int = 3) -> None:
+        super().__init__()
+        self.kernel = kernel
+        self.offsets = 2 * kernel * kernel
+        self.linear = nn.Conv2d(width * kernel * kernel, width, 1)
+        r = kernel // 2
+        taps = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+        self.register_buffer("taps", torch.tensor(taps, dtype=torch.float32).view(-1, 2, 1, 1),
+                             persistent=False)
+
+    def forward(self, f_guide: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = disp.shape
+        d = disp.view(b, -1, 2, h, w)
+        sampled = [warp(f_guide, d[:, t] + self.taps[t]) for t in range(d.shape[1])]
+        return self.linear(torch.cat(sampled, 1))
+
+
+class Head(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(ResBlock(width, 3), ResBlock(width, 3), nn.Conv2d(width, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def importance(f: torch.Tensor) -> torch.Tensor:
+    """``M = mean_c || grad f_c ||_2`` with forward differences (zero at the far border)."""
+    gx = F.pad(f[..., :, 1:] - f[..., :, :-1], (0, 1, 0, 0))
+    gy = F.pad(f[..., 1:, :] - f[..., :-1, :], (0, 0, 0, 1))
+    return torch.sqrt(gx * gx + gy * gy + 1e-12).mean(1, keepdim=True)
+
+
+class RobSelfNet(nn.Module):
+    def __init__(
+        self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
+        levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
+        shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
+    ) -> None:
+        super().__init__()
+        self.m, self.n, self.eta, self.block = m, n, eta, block
+        self.max_disp = max_disp
+        self.extract_source = nn.Sequential(_conv_relu(1, width), _conv_relu(width, width))
+        self.extract_guide = nn.Sequential(_conv_relu(guide_channels, width), _conv_relu(width, width))
+        self.align = ResampleAlign(width) if variant == "re" else DeformAlign(width, deform_kernel)
+        self.translator = Translator(width, levels, self.align.offsets)
+        self.trans_head = Head(width)
+        self.pred_head = self.trans_head if shared_head else Head(width)
+        self.proj_source = nn.Conv2d(width, width, 1)
+        self.proj_guide = nn.Conv2d(width, width, 1)
+
+    def decayed_parameters(self) -> list[nn.Parameter]:
+        return list(self.extract_guide.parameters())
+
+    def displacement(self, f_source: torch.Tensor, f_guide: torch.Tensor) -> torch.Tensor:
+        raw = self.translator(f_source, f_guide)
+        return self.max_disp * torch.tanh(raw / self.max_disp)
+
+    def forward(self, lr: torch.Tensor, guide: torch.Tensor):
+        up = F.interpolate(lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
+        f_s = self.extract_source(up)
+        f_g = self.extract_guide(guide)
+        aligned = self.align(f_g, self.displacement(f_s, f_g))
+        i_trans = self.trans_head(aligned)
+        # Content-aware reference filter: weights from <source neighbour, aligned guide
+        # centre>, output from source neighbours only.
+        q, kv = self.proj_guide(aligned), self.proj_source(f_s)
+        small = local_attention(q, kv, kv, self.n, block=self.block)
+        if self.eta is None or self.m == self.n:
+            filtered = small
+        else:
+            large = local_attention(q, kv, kv, self.m, block=self.block)
+            imp = importance(f_s)
+            sel = (imp > self.eta * imp.mean(dim=(-2, -1), keepdim=True)).to(small.dtype)
+            filtered = sel * large + (1 - sel) * small
+        return self.pred_head(filtered), [i_trans]
+
+
+@dataclasses.dataclass(frozen=True)
+class RobSelfOptions(LearnedOptions):
+    preset: str = "depth"
+    levels: int | None = None
+    m: int | None = None
+    n: int | None = None
+    eta: float | None = None
+    width: int = 64
+    #: bound of the displacement field, HR pixels
+    max_disp: float = 8.0
+    block: int = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        for name in ("m", "n"):
+            v = getattr(self, name)
+            if v is not None and (v < 1 or v % 2 == 0):
+                raise ValueError(f"{name} must be an odd size >= 1, got {v}")
+        if self.levels is not None and not 1 <= self.levels <= 8:
+            raise ValueError(f"levels must be in 1..8, got {self.levels}")
+        if not self.max_disp > 0:
+            raise ValueError(f"max_disp must be > 0, got {self.max_disp}")
+
+    def settings(self, scale: int) -> tuple[int, int, int, float | None]:
+        table, eta = PRESETS[self.preset]
+        levels, m, n = table.get(scale) or table[min(table, key=lambda s: abs(s - scale))]
+        return (self.levels or levels, self.m or m, self.n or n,
+                self.eta if self.eta is not None else eta)
+
+
+class _RobSelf(LearnedMethod):
+    Options = RobSelfOptions
+    variant = "re"
+
+    def build_model(self, guide_channels: int, scale: int) -> RobSelfNet:
+        o = self.options
+        levels, m, n, eta = o.settings(scale)
+        return RobSelfNet(
+            guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
+            n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
+        )
+
+    def halo(self, scale: int) -> int:
+        levels, m, n, _ = self.options.settings(scale)
+        # the misalignment bound + filter radius + extraction/head convs, in LR pixels
+        return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + 8) / scale) + 2)
+
+
+class RobSelfRe(_RobSelf):
+    """RobSelf with resampling alignment (2 offsets per pixel)."""
+
+    name = "robself-re"
+    variant = "re"
+
+
+class RobSelfDe(_RobSelf):
+    """RobSelf with deformable-convolution alignment (2 k^2 offsets per pixel)."""
+
+    name = "robself-de"
+    variant = "de"

@@ -1,0 +1,75 @@
+"""RobSelf building blocks: alignment layers, importance map, presets, parameter counts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from geosr import get_method
+from geosr.models.robself import DeformAlign, RobSelfNet, importance, warp
+
+
+def test_warp__integer_displacement_shifts_content():
+    x = torch.arange(2 * 8 * 9, dtype=torch.float32).view(1, 2, 8, 9)
+    disp = torch.zeros(1, 2, 8, 9)
+    disp[:, 0] = 1.0  # sample one row below
+    disp[:, 1] = -2.0  # and two columns to the left
+    out = warp(x, disp)
+    torch.testing.assert_close(out[:, :, :-1, 2:], x[:, :, 1:, :-2])
+
+
+def test_deform_align__zero_offsets_is_a_plain_convolution():
+    torch.manual_seed(0)
+    layer = DeformAlign(width=4, kernel=3)
+    x = torch.randn(1, 4, 10, 12)
+    out = layer(x, torch.zeros(1, layer.offsets, 10, 12))
+    # the 1x1 map over stacked taps (tap-major, channel-minor) is a 3x3 conv
+    w = layer.linear.weight.view(4, 9, 4).permute(0, 2, 1).reshape(4, 4, 3, 3)
+    ref = F.conv2d(x, w, layer.linear.bias, padding=1)
+    torch.testing.assert_close(out[..., 1:-1, 1:-1], ref[..., 1:-1, 1:-1], atol=1e-5, rtol=0)
+
+
+def test_translator__starts_from_the_identity_alignment():
+    net = RobSelfNet(3, 4, variant="re", width=8, levels=2)
+    fs, fg = torch.randn(1, 8, 16, 16), torch.randn(1, 8, 16, 16)
+    assert torch.count_nonzero(net.displacement(fs, fg)) == 0
+
+
+def test_importance__zero_on_constant_features_high_on_edges():
+    f = torch.zeros(1, 3, 8, 8)
+    assert importance(f).max() < 1e-5
+    f[..., 4:] = 1.0
+    m = importance(f)
+    assert m[0, 0, :, 3].min() > 0.9 and m[0, 0, :, 0].max() < 1e-5
+
+
+@pytest.mark.parametrize("name", ["robself-re", "robself-de"])
+@pytest.mark.parametrize("scale,preset", [(4, "depth"), (8, "depth"), (2, "nir"), (4, "dem")])
+def test_robself__parameter_count_near_the_paper(name, scale, preset):
+    m = get_method(name, preset=preset)
+    net = m.build_model(3, scale)
+    count = sum(p.numel() for p in net.parameters())
+    assert 0.6e6 < count < 1.25e6  # paper: 0.65-1.07 M
+
+
+def test_robself__presets_follow_the_paper():
+    o = get_method("robself-de").options
+    assert o.settings(4) == (4, 7, 5, 0.7)
+    assert o.settings(8) == (5, 13, 7, 0.7)
+    assert get_method("robself-re", preset="nir").options.settings(2) == (4, 3, 3, None)
+
+
+def test_robself__halo_covers_the_misalignment_bound():
+    m = get_method("robself-re", max_disp=12.0)
+    assert m.halo(4) * 4 >= 12 + 3
+
+
+def test_robself__fits_and_returns_both_heads(tiny_pair):
+    lr, guide, scale = tiny_pair
+    m = get_method("robself-de", iterations=3, width=8)
+    lrn = ((lr - lr.mean()) / lr.std()).astype(np.float32)
+    res = m.fit(lrn, guide, scale, np.ones_like(lr, bool))
+    assert res.prediction.shape == (1, 32, 40) and np.isfinite(res.prediction).all()
+    assert len(res.losses) == 3
