@@ -138,6 +138,14 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
     return pairs
 
 
+def center_crop(pair: Pair, size: int) -> Pair:
+    """The central ``size x size`` window of a pair (whole pair where it is smaller)."""
+    h, w = pair.target.shape
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    win = (slice(y0, y0 + size), slice(x0, x0 + size))
+    return Pair(pair.name, pair.target[win], pair.guide[(slice(None), *win)])
+
+
 def degrade(target: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
     """Crop ``target`` (H, W) to a multiple of ``scale``; return (cropped HR, avg-pooled LR)."""
     h, w = (target.shape[0] // scale) * scale, (target.shape[1] // scale) * scale

@@ -114,13 +114,13 @@ def write_example(
     ``reference``: ``example_dsm_reference.tif`` (the 0.5 m surface the LR was pooled from).
     """
     import rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scene = make_scene(size, scale, seed)
-    hr_t = from_origin(ORIGIN[0], ORIGIN[1], HR_PIXEL, HR_PIXEL)
-    lr_t = from_origin(ORIGIN[0], ORIGIN[1], HR_PIXEL * scale, HR_PIXEL * scale)
+    hr_t = Affine(HR_PIXEL, 0.0, ORIGIN[0], 0.0, -HR_PIXEL, ORIGIN[1])
+    lr_t = Affine(HR_PIXEL * scale, 0.0, ORIGIN[0], 0.0, -HR_PIXEL * scale, ORIGIN[1])
     paths = {
         "lr": str(folder / "example_dsm_lr.tif"),
         "guide": str(folder / "example_rgb.tif"),

@@ -25,8 +25,9 @@ from .grid import OutputGrid, RasterGeometry, Window
 
 logger = logging.getLogger(__name__)
 
-#: GDAL block cache per process; keeps memory bounded whatever the raster size.
-GDAL_CACHEMAX_MB = 256
+#: GDAL block cache per process; keeps memory bounded whatever the raster size (a larger
+#: cache fills up with guide blocks on big scenes without making the pipeline faster).
+GDAL_CACHEMAX_MB = 64
 
 
 def gdal_env(**extra: Any) -> Any:

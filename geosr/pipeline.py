@@ -14,8 +14,10 @@ together with dask's local threaded scheduler.
 
 Defaults (``TilingConfig``): tiles of ``512 // scale`` LR pixels (64..256) for
 deterministic (classical) methods, which bounds the memory of one tile to a few hundred MB,
-and 128 LR pixels for learned ones (each tile fits its own network); overlap ``max(method.halo(scale), 8)`` LR pixels; every tile is
-predicted with ``method.halo(scale)`` extra LR pixels of context per side.
+and 128 LR pixels for learned ones (each tile fits its own network); overlap
+``max(method.halo(scale), 8)`` LR pixels; every tile is predicted with
+``method.halo(scale)`` extra LR pixels of context per side; ``cpu_count // 2`` tiles at
+once (1..4) for classical methods, 1 for learned ones.
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ class TilingConfig:
         _check_tile_overlap(tile, overlap)
         workers = self.workers
         if workers is None:
-            workers = min(os.cpu_count() or 1, 2) if deterministic else 1
+            # A tile's numpy/torch work already keeps ~2 cores busy; learned methods fit
+            # one network at a time (torch uses every core for it).
+            workers = max(1, min(4, (os.cpu_count() or 1) // 2)) if deterministic else 1
         return tile, overlap, workers
 
 

@@ -142,7 +142,7 @@ overlap_opt = click.option(
 )
 workers_opt = click.option(
     "--workers", type=click.IntRange(min=1), default=None,
-    help="Tiles processed at once (default: 2 for classical, 1 for learned methods).",
+    help="Tiles processed at once (default: CPUs/2, 1..4, for classical methods; 1 for learned).",
 )
 
 # -- output writing ----------------------------------------------------------------------
