@@ -22,8 +22,9 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
-    """The (lr, guide, scale) to run on: the user's, or the generated example scene."""
+def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int, str | None]]:
+    """The (lr, guide, scale, reference) to run on: the user's (no reference), or the
+    generated example scene with its 0.5 m reference surface."""
     if kw["example"]:
         if kw["lr"] or kw["guide"]:
             raise click.UsageError("--example replaces --lr and --guide; pass one or the other")
@@ -31,9 +32,9 @@ def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
 
         scale = kw["scale"] or 4
         with tempfile.TemporaryDirectory(prefix="geosr-example-") as tmp:
-            paths = write_example(tmp, scale=scale)
+            paths = write_example(tmp, size=EXAMPLE_SIZE, scale=scale)
             logger.info("example scene written to %s", tmp)
-            yield paths["lr"], paths["guide"], scale
+            yield paths["lr"], paths["guide"], scale, paths["reference"]
         return
     missing = [o for o, k in (("--lr", "lr"), ("--guide", "guide"), ("--scale", "scale")) if not kw[k]]
     if missing:
@@ -41,7 +42,30 @@ def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int]]:
             f"missing {', '.join(missing)}; e.g. --lr dsm.tif --guide rgb.tif --scale 4 "
             "(or --example to try the built-in scene)"
         )
-    yield kw["lr"], kw["guide"], kw["scale"]
+    yield kw["lr"], kw["guide"], kw["scale"], None
+
+
+#: LR pixels per side of the ``--example`` scene (small: the quick start runs on a laptop CPU)
+EXAMPLE_SIZE = 32
+
+
+def _score_example(output: str, lr: str, guide: str, reference: str, scale: int) -> dict:
+    """RMSE of the output and of bicubic upsampling against the example's true surface."""
+    import numpy as np
+    import rasterio
+
+    from ..api import super_resolve
+
+    with rasterio.open(output) as o, rasterio.open(reference) as r, rasterio.open(lr) as src:
+        out, ref, low = o.read(1, masked=True), r.read(1), src.read(1, masked=True)
+    bic = super_resolve(low.filled(np.nan)[None], np.zeros((3, *ref.shape), np.float32), scale,
+                        method="bicubic")[0]
+
+    def rmse(a):
+        ok = np.isfinite(a) & ~np.ma.getmaskarray(out)
+        return float(np.sqrt(np.mean((np.asarray(a)[ok] - ref[ok]) ** 2)))
+
+    return {"rmse_m": rmse(out.filled(np.nan)), "bicubic_rmse_m": rmse(bic)}
 
 
 def _method_options(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
@@ -95,7 +119,7 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
         output = OutputConfig(cog=kw["cog"], overwrite=kw["overwrite"],
                               creation_options=kw["creation_options"],
                               keep_tiles=kw["keep_tiles"])
-        with _inputs(kw) as (lr, guide, scale):
+        with _inputs(kw) as (lr, guide, scale, reference):
             common: dict[str, Any] = {
                 "scale": scale,
                 "method": kw["method"],
@@ -119,6 +143,9 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             finally:
                 if bar is not None:
                     bar.close()
+            if reference is not None:
+                summary["example"] = _score_example(summary["output"], lr, guide, reference,
+                                                    scale)
     except (InputError, GridError, OptionError) as exc:
         raise click.UsageError(str(exc)) from exc
     except GeosrError as exc:
@@ -141,6 +168,12 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             f"{summary['seconds']['total']:.1f} s)",
             err=True,
         )
+        if "example" in summary:
+            ex = summary["example"]
+            click.echo(
+                f"example: RMSE against the true 0.5 m surface {ex['rmse_m']:.3f} m "
+                f"(bicubic: {ex['bicubic_rmse_m']:.3f} m)", err=True,
+            )
 
 
 @click.command("dem-sr")
