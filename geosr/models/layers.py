@@ -238,4 +238,5 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(channels, channels, kernel, padding=pad)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+        # In place: the ReLU output is all the backward pass needs (saves one map per block).
+        return x + self.conv2(F.relu(self.conv1(x), inplace=True))
