@@ -80,8 +80,8 @@ def local_attention(
 
     ``q``, ``k``: ``(B, C, H, W)``; ``v``: ``(B, Cv, H, W)``; ``size`` odd. Returns
     ``(B, Cv, H, W)``. When ``v is k`` (MMSR, RobSelf) a fused kernel is used that
-    processes rows of blocks in chunks and recomputes them in the backward pass, so the
-    only memory it keeps is its output.
+    processes rows of blocks in chunks and recomputes the key regions in the backward pass,
+    so it keeps only its output and the ``k^2`` attention weights per pixel.
     """
     if size % 2 != 1:
         raise ValueError(f"neighbourhood size must be odd, got {size}")
@@ -119,8 +119,8 @@ class _FusedLocalAttention(torch.autograd.Function):
     """``local_attention(q, kv, kv)`` with a hand-written, chunked, recomputing backward.
 
     Per chunk of block rows: ``S = Q R`` (queries against the key region), gather the
-    ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward recomputes
-    ``R, A, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
+    ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward keeps ``A``
+    from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
     ``dR = dO^T D + Q^T dS`` (key and value gradients together), folded back with
     ``F.fold``. Runs in float32 even under autocast.
     """
@@ -141,8 +141,11 @@ class _FusedLocalAttention(torch.autograd.Function):
         return qp, kvp, nh, nw
 
     @staticmethod
-    def _chunk(qp, kvp, bi, y0, y1, nw, size, block, idx):
-        """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D."""
+    def _chunk(qp, kvp, bi, y0, y1, nw, size, block, idx, attn=None):
+        """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
+
+        With ``attn`` given (backward pass) the scores and softmax are not recomputed.
+        """
         c = qp.shape[1]
         nr, region = y1 - y0, block + size - 1
         qc = qp[bi, :, y0 * block : y1 * block]  # (C, nr*b, nw*b)
@@ -152,9 +155,9 @@ class _FusedLocalAttention(torch.autograd.Function):
         rc = rc.unfold(1, region, block).unfold(2, region, block)  # C, nr, nw, R, R
         rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
         ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
-        scores = torch.bmm(qc, rc)
-        attn = torch.softmax(scores.gather(2, ix), dim=-1)
-        dense = torch.zeros_like(scores).scatter_(2, ix, attn)
+        if attn is None:
+            attn = torch.softmax(torch.bmm(qc, rc).gather(2, ix), dim=-1)
+        dense = qc.new_zeros((nr * nw, block * block, region * region)).scatter_(2, ix, attn)
         return qc, rc, attn, dense, ix
 
     @staticmethod
@@ -175,22 +178,26 @@ class _FusedLocalAttention(torch.autograd.Function):
         qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
         idx = _gather_index(size, block).to(q.device)
         out = qp.new_empty((bsz, c, nh * block, nw * block))
+        # The attention weights are small (k^2 per pixel); keeping them spares the
+        # backward pass one GEMM and the softmax per chunk.
+        attns = []
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
-                _, rc, _, dense, _ = _FusedLocalAttention._chunk(
+                _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
                     qp, kvp, bi, y0, y1, nw, size, block, idx
                 )
+                attns.append(attn)
                 o = torch.bmm(dense, rc.transpose(1, 2))
                 out[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
                     o, c, y1 - y0, nw, block
                 )
-        ctx.save_for_backward(q, kv)
+        ctx.save_for_backward(q, kv, *attns)
         ctx.size, ctx.block = size, block
         return out[:, :, :h, :w].to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        q, kv = ctx.saved_tensors
+        q, kv, *attns = ctx.saved_tensors
         size, block = ctx.size, ctx.block
         bsz, c, h, w = q.shape
         pad, region = size // 2, block + size - 1
@@ -199,11 +206,12 @@ class _FusedLocalAttention(torch.autograd.Function):
         gop = F.pad(grad_out.float(), (0, nw * block - w, 0, nh * block - h))
         gq = torch.zeros_like(qp)
         gkv = torch.zeros_like(kvp)
+        saved = iter(attns)
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
                 nr = y1 - y0
                 qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
-                    qp, kvp, bi, y0, y1, nw, size, block, idx
+                    qp, kvp, bi, y0, y1, nw, size, block, idx, next(saved)
                 )
                 go = _FusedLocalAttention._from_image(
                     gop[bi, :, y0 * block : y1 * block], c, nr, nw, block
@@ -214,8 +222,8 @@ class _FusedLocalAttention(torch.autograd.Function):
                 gq[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
                     torch.bmm(gs, rc.transpose(1, 2)), c, nr, nw, block
                 )
-                # dR = dO^T D + Q^T dS, in one GEMM over the stacked block pixels.
-                gr = torch.bmm(torch.cat([go, qc], 1).transpose(1, 2), torch.cat([dense, gs], 1))
+                # dR = dO^T D + Q^T dS (key and value gradients of the shared features).
+                gr = torch.bmm(go.transpose(1, 2), dense).baddbmm_(qc.transpose(1, 2), gs)
                 folded = F.fold(
                     gr.reshape(nr * nw, c * region * region).t().unsqueeze(0),
                     output_size=(nr * block + size - 1, nw * block + size - 1),
