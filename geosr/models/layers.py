@@ -10,9 +10,12 @@ The reference code materialises the unfolded ``C*k^2``-per-pixel tensor (~3 GiB 
 tensor at 320^2, k=11). Here pixels are processed in square blocks of ``b x b``: one
 batched GEMM computes the dot products of the block's queries with its
 ``(b+k-1)^2`` key region, the ``k^2`` that belong to each pixel's neighbourhood are
-gathered, and the weighted sum is again one GEMM against the value region. Per pixel
-this holds ``C*(b+k-1)^2/b^2`` floats instead of ``C*k^2`` (~24x less for k=11, b=8),
-all through standard differentiable ops, so autograd gives exact gradients.
+gathered, and the weighted sum is again one GEMM against the value region. With
+separate keys and values this runs through standard differentiable ops (autograd gives
+the gradients) and holds ``C*(b+k-1)^2/b^2`` floats per pixel instead of ``C*k^2``. When
+keys and values are the same features (MMSR, RobSelf) a fused ``autograd.Function``
+processes chunks of block rows with a hand-written backward and keeps only its output and
+the ``k^2`` attention weights per pixel between the passes.
 """
 
 from __future__ import annotations
