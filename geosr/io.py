@@ -230,6 +230,18 @@ def temp_path(target: Path, suffix: str) -> Path:
     return Path(tmp)
 
 
+def remove_stale_temps(target: Path) -> list[Path]:
+    """Delete the temporary files :func:`temp_path` made for ``target`` that a killed run
+    left behind (``.<name>.*.tif``); returns them. Only for resuming: a concurrent run
+    writing the same output would lose its temporary file."""
+    folder = target.parent if str(target.parent) else Path(".")
+    stale = [p for p in folder.glob(f".{target.name}.*.tif") if p.is_file()]
+    for p in stale:
+        logger.info("removing %s left by an interrupted run", p)
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def output_profile(
     grid: OutputGrid,
     *,

@@ -113,11 +113,15 @@ def fit(
     mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
     model = model.to(device)
 
-    decayed = set(getattr(model, "decayed_parameters", lambda: [])())
-    groups = [
-        {"params": [p for p in model.parameters() if p not in decayed], "weight_decay": 0.0},
-        {"params": [p for p in model.parameters() if p in decayed], "weight_decay": cfg.weight_decay},
-    ]
+    if hasattr(model, "param_groups"):  # a model with its own weight-decay groups (P2P)
+        groups = model.param_groups()
+    else:
+        decayed = set(getattr(model, "decayed_parameters", lambda: [])())
+        groups = [
+            {"params": [p for p in model.parameters() if p not in decayed], "weight_decay": 0.0},
+            {"params": [p for p in model.parameters() if p in decayed],
+             "weight_decay": cfg.weight_decay},
+        ]
     opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
 
@@ -128,6 +132,16 @@ def fit(
             return out[0], list(out[1])
         return out, []
 
+    # A model may train on something other than the full image (P2P: random LR pixels and
+    # their guide patches) through ``training_loss``; it then predicts with ``predict``.
+    custom_loss = getattr(model, "training_loss", None)
+
+    def predict() -> torch.Tensor:
+        if custom_loss is None:
+            return forward()[0]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            return model.predict(lr_t, guide_t)
+
     wanted = {int(s) for s in snapshot_steps if 0 < int(s) <= cfg.iterations}
     snapshots: dict[int, np.ndarray] = {}
     losses: list[float] = []
@@ -136,12 +150,19 @@ def fit(
     step = 0
     model.train()
     for step in range(cfg.iterations):
-        pred, aux = forward()
-        if step in wanted:
-            snapshots[step] = pred.detach().float()[0].cpu().numpy()
-        loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
-        for a in aux:
-            loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
+        if custom_loss is not None:
+            if step in wanted:
+                with torch.no_grad():
+                    snapshots[step] = predict().float()[0].cpu().numpy()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                loss = custom_loss(lr_t, guide_t, mask_t, scale)
+        else:
+            pred, aux = forward()
+            if step in wanted:
+                snapshots[step] = pred.detach().float()[0].cpu().numpy()
+            loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
+            for a in aux:
+                loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -166,8 +187,7 @@ def fit(
     steps = step + 1
     model.eval()
     with torch.no_grad():
-        pred, _ = forward()
-    final = pred.float()[0].cpu().numpy()
+        final = predict().float()[0].cpu().numpy()
     snapshots[steps] = final
     return FitResult(final, steps, losses[-1], time.perf_counter() - t0, snapshots, losses)
 

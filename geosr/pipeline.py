@@ -10,7 +10,11 @@
 rasters) to get one set of normalisation statistics for every tile; ``run_tile`` is a pure
 function of ``(plan, tile, store)`` (each tile reads its own windows and writes one file to
 the store); ``mosaic`` writes the output block by block from the store. ``run`` ties them
-together with dask's local threaded scheduler.
+together with dask's local threaded scheduler, or sends the tile tasks to a
+``distributed`` cluster when given a ``client`` (tasks of learned methods that run on a GPU
+then carry ``resources={"GPU": 1}``). ``run(..., resume=True)`` keeps the tile store when
+the run fails, reuses its intact tiles and cleans up what a killed run left behind; with a
+seed, a resumed run writes the same bytes as an uninterrupted one.
 
 Defaults (``TilingConfig``): tiles of ``512 // scale`` LR pixels (64..256) for
 deterministic (classical) methods, which bounds the memory of one tile to a few hundred MB,
@@ -28,6 +32,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -55,6 +60,12 @@ CLASSICAL_TILE_HR = 512
 LEARNED_TILE = 128
 
 ProgressCallback = Callable[[int, int], None]
+#: called with the name of each stage as it starts: stats, tiles, mosaic, cog
+StageCallback = Callable[[str], None]
+
+#: Learned methods seed torch's global RNG per tile: one such tile at a time per process,
+#: so that threads (local scheduler, multi-threaded dask workers) cannot interleave seeds.
+_LEARNED_LOCK = threading.Lock()
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -219,6 +230,7 @@ class Plan:
             return [os.path.abspath(p), st.st_size, st.st_mtime_ns]
 
         d = self.to_dict()
+        d["tiling"].pop("workers", None)  # tiles do not depend on how many run at once
         d["files"] = [stamp(self.lr.path), stamp(self.guide.path)]
         d["version"] = __version__
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
@@ -449,17 +461,42 @@ def run_tile(plan: Plan, tile: Tile, store_dir: str) -> str:
     store = TileStore(store_dir)
     if store.has(tile.key):
         return "reused"
-    hr = predict_tile(plan, tile)
+    if is_deterministic(plan.method):
+        hr = predict_tile(plan, tile)
+    else:
+        with _LEARNED_LOCK:
+            hr = predict_tile(plan, tile)
     if hr is None:
         return "skipped"
     store.put(tile.key, hr)
     return "done"
 
 
+def is_deterministic(method: str) -> bool:
+    """True for classical methods (no optimisation, no seed)."""
+    from .models import get_method_class
+
+    return bool(get_method_class(method).deterministic)
+
+
+def _count(results: Sequence[str], total: int) -> dict[str, int]:
+    counts = {"total": total, "done": 0, "skipped": 0, "reused": 0}
+    for r in results:
+        counts[r] += 1
+    return counts
+
+
 def run_tiles(
-    plan: Plan, store_dir: str, *, progress: ProgressCallback | None = None
+    plan: Plan,
+    store_dir: str,
+    *,
+    progress: ProgressCallback | None = None,
+    client: Any = None,
 ) -> dict[str, int]:
-    """Run every tile as a dask task on the local threaded scheduler."""
+    """Run every tile as a dask task: on the local threaded scheduler (``plan.workers``
+    threads), or on the ``distributed`` cluster of ``client`` when one is given."""
+    if client is not None:
+        return _run_tiles_distributed(plan, store_dir, client, progress)
     import dask
     from dask.callbacks import Callback
 
@@ -482,10 +519,63 @@ def run_tiles(
 
     with _Progress():
         results = dask.compute(*tasks, scheduler="threads", num_workers=plan.workers)
-    counts = {"total": total, "done": 0, "skipped": 0, "reused": 0}
-    for r in results:
-        counts[r] += 1
-    return counts
+    return _count(results, total)
+
+
+def tile_resources(plan: Plan, client: Any) -> dict[str, float] | None:
+    """``{"GPU": 1}`` when the tiles of ``plan`` run on a GPU of ``client``'s workers.
+
+    A learned method whose device is not ``cpu`` asks for a GPU when some worker offers one
+    (``dask worker --resources GPU=1``); with ``device=cuda`` and no such worker the tasks
+    could never start, so that is an error.
+    """
+    if is_deterministic(plan.method) or plan.options.get("device", "auto") == "cpu":
+        return None
+    workers = client.scheduler_info().get("workers", {}).values()
+    if any(w.get("resources", {}).get("GPU", 0) >= 1 for w in workers):
+        return {"GPU": 1}
+    if plan.options.get("device") == "cuda":
+        raise OptionError(
+            "--device cuda was asked for but no worker of the dask scheduler offers a GPU; "
+            "start the workers with `dask worker ADDRESS --resources GPU=1`, or pass "
+            "--device cpu"
+        )
+    return None
+
+
+def _run_tiles_distributed(
+    plan: Plan, store_dir: str, client: Any, progress: ProgressCallback | None
+) -> dict[str, int]:
+    """Tile tasks on a ``distributed`` cluster (the store must be on a shared filesystem)."""
+    from distributed import as_completed
+
+    # Workers may run elsewhere or in another folder: absolute paths only.
+    plan = dataclasses.replace(
+        plan,
+        lr=dataclasses.replace(plan.lr, path=os.path.abspath(plan.lr.path)),
+        guide=dataclasses.replace(plan.guide, path=os.path.abspath(plan.guide.path)),
+    )
+    store_dir = os.path.abspath(store_dir)
+    resources = tile_resources(plan, client)
+    tiles = list(plan.layout)
+    total = len(tiles)
+    tag = hashlib.sha256(f"{plan.fingerprint()} {store_dir}".encode()).hexdigest()[:16]
+    [plan_f] = client.scatter([plan], hash=False)
+    futures = [
+        client.submit(run_tile, plan_f, t, store_dir, key=f"geosr-tile-{tag}-{t.key}",
+                      resources=resources, pure=False, retries=0)
+        for t in tiles
+    ]
+    results: list[str] = []
+    try:
+        for fut in as_completed(futures):
+            results.append(fut.result())  # raises the task's exception
+            if progress is not None:
+                progress(len(results), total)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+        del plan_f
+    return _count(results, total)
 
 
 # -- mosaic ------------------------------------------------------------------------------
@@ -579,19 +669,50 @@ def run(
     output: OutputConfig | None = None,
     guide_resampling: str | None = None,
     progress: ProgressCallback | None = None,
+    on_stage: StageCallback | None = None,
+    client: Any = None,
+    resume: bool = False,
+    stac: bool = False,
 ) -> dict[str, Any]:
     """Super-resolve a georeferenced LR raster with a guide raster into ``out_path``.
 
     Returns a summary dict (grid, tile counts, timings). The output appears atomically
     (temporary file in the output folder, then ``os.replace``); on any error nothing is
     left at ``out_path`` and no temporary file remains.
+
+    ``client``: a ``distributed.Client`` to run the tile tasks on (default: local threads).
+    ``resume``: continue an interrupted run: intact tiles of its store are reused, the store
+    is kept when this run fails too, and an existing output means the job is finished
+    (nothing is done unless ``output.overwrite``). ``stac``: also write a STAC item next to
+    the output (:func:`geosr.stac.item_path`).
     """
-    from .io import check_output_path, temp_path, to_cog
+    from .io import check_output_path, remove_stale_temps, temp_path, to_cog
     from .store import TileStore, store_path
 
     output = output or OutputConfig()
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    stage = on_stage or (lambda name: None)
+    if resume:
+        remove_stale_temps(Path(out_path))
+        if Path(out_path).is_file() and not output.overwrite:
+            logger.info("%s exists: the job is finished, nothing to resume", out_path)
+            if not output.keep_tiles:
+                TileStore(store_path(Path(out_path))).remove_if_store()
+            stac_path = None
+            if stac:  # killed between the output and its item
+                from .stac import item_path, write_item
+
+                stac_path = item_path(out_path)
+                if not stac_path.exists():
+                    plan = make_plan(lr_path, guide_path, scale=scale, method=method,
+                                     method_options=method_options, lr_band=lr_band,
+                                     guide_bands=guide_bands, nodata=nodata, tiling=tiling,
+                                     guide_resampling=guide_resampling)
+                    write_item(plan, Path(out_path), cog=output.cog)
+                stac_path = str(stac_path)
+            return {"output": str(out_path), "status": "exists", "stac": stac_path,
+                    "tiles": None, "seconds": {"total": round(time.perf_counter() - t0, 3)}}
     out = check_output_path(
         out_path, overwrite=output.overwrite, inputs=(str(lr_path), str(guide_path))
     )
@@ -609,6 +730,7 @@ def run(
     )
     timings["plan"] = time.perf_counter() - t0
     t = time.perf_counter()
+    stage("stats")
     plan = compute_stats(plan)
     timings["stats"] = time.perf_counter() - t
 
@@ -618,7 +740,8 @@ def run(
     try:
         store.open(plan.fingerprint())
         t = time.perf_counter()
-        counts = run_tiles(plan, str(store.path), progress=progress)
+        stage("tiles")
+        counts = run_tiles(plan, str(store.path), progress=progress, client=client)
         timings["tiles"] = time.perf_counter() - t
         if counts["done"] + counts["reused"] == 0:
             raise InputError(
@@ -626,12 +749,14 @@ def run(
                 "--nodata / the file's nodata value"
             )
         t = time.perf_counter()
+        stage("mosaic")
         tmp = temp_path(out, ".tif")
         temps.append(tmp)
         write_mosaic(plan, store, tmp, output, (tiling or TilingConfig()).mosaic_block)
         timings["mosaic"] = time.perf_counter() - t
         if output.cog:
             t = time.perf_counter()
+            stage("cog")
             cog = temp_path(out, ".cog.tif")
             temps.append(cog)
             to_cog(
@@ -648,7 +773,7 @@ def run(
         os.replace(tmp, out)
         ok = True
     except Exception:
-        if not output.keep_tiles:
+        if not (output.keep_tiles or resume):
             store.remove()
         raise
     finally:
@@ -657,10 +782,17 @@ def run(
                 p.unlink(missing_ok=True)
     if not output.keep_tiles:
         store.remove()
+    stac_path = None
+    if stac:
+        from .stac import write_item
+
+        stac_path = str(write_item(plan, out, cog=output.cog))
     timings["total"] = time.perf_counter() - t0
     out_px = plan.grid.width * plan.grid.height
     return {
         "output": str(out),
+        "status": "done",
+        "stac": stac_path,
         "method": plan.method,
         "options": plan.options,
         "scale": plan.scale,

@@ -11,6 +11,7 @@ from .. import __version__
 
 # command name -> (module, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "batch": ("geosr.cli.batch", "batch_cmd"),
     "eval": ("geosr.cli.eval", "eval_cmd"),
     "dem-sr": ("geosr.cli.sr", "dem_sr"),
     "thermal-sr": ("geosr.cli.sr", "thermal_sr"),

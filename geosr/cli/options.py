@@ -142,7 +142,30 @@ overlap_opt = click.option(
 )
 workers_opt = click.option(
     "--workers", type=click.IntRange(min=1), default=None,
-    help="Tiles processed at once (default: CPUs/2, 1..4, for classical methods; 1 for learned).",
+    help="Tiles processed at once by this process (default: CPUs/2, 1..4, for classical "
+    "methods; 1 for learned); with --cluster-workers, threads per worker process (default 1).",
+)
+
+# -- execution: resume, dask.distributed, progress -------------------------------------------
+resume_opt = click.option(
+    "--resume", is_flag=True,
+    help="Continue an interrupted run: reuse the intact tiles of OUTPUT.tiles/, keep them if "
+    "this run fails too; an existing output means the job is done.",
+)
+scheduler_opt = click.option(
+    "--scheduler", metavar="ADDRESS", default=None,
+    help="Send the tile tasks to a running dask.distributed scheduler, e.g. "
+    "tcp://host:8786 (inputs and output on a filesystem the workers share).",
+)
+cluster_workers_opt = click.option(
+    "--cluster-workers", type=click.IntRange(min=1), default=None, metavar="N",
+    help="Start a local dask.distributed cluster of N worker processes for the tile tasks.",
+)
+progress_opt = click.option(
+    "--progress", "progress_mode", type=click.Choice(["auto", "bar", "json", "none"]),
+    default="auto", show_default=True,
+    help="Progress on stderr: a bar (auto: unless -q), NDJSON events (json; for GUIs and "
+    "scripts), or nothing.",
 )
 
 # -- output writing ----------------------------------------------------------------------
@@ -157,6 +180,10 @@ cog_opt = click.option(
 )
 overwrite_opt = click.option(
     "--overwrite", is_flag=True, help="Replace the output if it exists."
+)
+stac_opt = click.option(
+    "--stac/--no-stac", default=False, show_default=True,
+    help="Write a STAC item (OUTPUT_STEM.stac.json: footprint, proj:, lineage) next to the output.",
 )
 keep_tiles_opt = click.option(
     "--keep-tiles", is_flag=True,
@@ -180,6 +207,22 @@ def common_options(f: F) -> F:
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
+        resume_opt, scheduler_opt, cluster_workers_opt,
+        creation_opt, cog_opt, overwrite_opt, keep_tiles_opt, stac_opt,
+        dry_run_opt, json_opt, progress_opt, verbose_opt, quiet_opt,
+    )(f)
+
+
+def batch_options(f: F) -> F:
+    """The options of ``sr`` that ``geosr batch`` takes as defaults for every scene (the
+    per-scene inputs and output come from the manifest)."""
+    return _stack(
+        scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
+        lr_band_opt, guide_bands_opt, nodata_opt,
+        tile_size_opt, overlap_opt, workers_opt,
+        resume_opt, scheduler_opt, cluster_workers_opt,
         creation_opt, cog_opt, overwrite_opt, keep_tiles_opt,
-        dry_run_opt, json_opt, verbose_opt, quiet_opt,
+        click.option("--stac/--no-stac", default=True, show_default=True,
+                     help="Write a STAC item next to every output."),
+        json_opt, progress_opt, verbose_opt, quiet_opt,
     )(f)

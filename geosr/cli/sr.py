@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -106,16 +107,78 @@ def _progress_bar(quiet: int) -> tuple[Any, Any]:
     return _Closer(), update
 
 
+def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """(closer, tile callback, JsonProgress or None) for ``--progress``."""
+    mode = kw.get("progress_mode", "auto")
+    if mode == "json":
+        from ..progress import JsonProgress
+
+        rep = JsonProgress(sys.stderr)
+        return None, rep.tiles, rep
+    if mode == "none" or (mode == "auto" and kw["quiet"]):
+        return None, None, None
+    bar, update = _progress_bar(0)
+    return bar, update, None
+
+
+def wants_gpu(method: str, device: str | None) -> bool:
+    """Whether the tile tasks of ``method`` may run on a GPU (learned, device not cpu)."""
+    from ..pipeline import is_deterministic
+
+    return not is_deterministic(method) and device != "cpu"
+
+
 def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
     """Shared body of the three commands."""
-    from ..errors import GeosrError, GridError, InputError, OptionError
-    from ..pipeline import OutputConfig, TilingConfig, make_plan, run
     from .main import configure_logging
 
     configure_logging(kw["verbose"], kw["quiet"])
+    bar, update, rep = _reporter(kw)
     try:
+        summary = _run(kw, preset, update, rep)
+    except click.ClickException as exc:
+        if rep is not None:
+            rep.error(exc.format_message(), exc.exit_code)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if summary is None:  # --dry-run
+        return
+    if rep is not None:
+        rep.done(output=summary["output"], status=summary.get("status", "done"))
+    if kw["as_json"]:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    elif not kw["quiet"]:
+        if summary.get("status") == "exists":
+            click.echo(f"{summary['output']} exists: nothing to resume (pass --overwrite to "
+                       "recompute it)", err=True)
+            return
+        t = summary["tiles"]
+        g = summary["output_grid"]
+        click.echo(
+            f"wrote {summary['output']} ({g['width']} x {g['height']} px, {g['crs']}; "
+            f"{t['done'] + t['reused']} tiles, {t['skipped']} skipped; "
+            f"{summary['seconds']['total']:.1f} s)",
+            err=True,
+        )
+        if "example" in summary:
+            ex = summary["example"]
+            click.echo(
+                f"example: RMSE against the true 0.5 m surface {ex['rmse_m']:.3f} m "
+                f"(bicubic: {ex['bicubic_rmse_m']:.3f} m)", err=True,
+            )
+
+
+def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict | None:
+    from ..cluster import dask_client
+    from ..errors import GeosrError, GridError, InputError, OptionError
+    from ..pipeline import OutputConfig, TilingConfig, make_plan, run
+
+    try:
+        distributed = bool(kw.get("scheduler") or kw.get("cluster_workers"))
         tiling = TilingConfig(tile_size=kw["tile_size"], overlap=kw["overlap"],
-                              workers=kw["workers"])
+                              workers=None if distributed else kw["workers"])
         output = OutputConfig(cog=kw["cog"], overwrite=kw["overwrite"],
                               creation_options=kw["creation_options"],
                               keep_tiles=kw["keep_tiles"])
@@ -136,16 +199,22 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
                 plan = make_plan(lr, guide, **common)
                 info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
                 click.echo(json.dumps(info, indent=2, default=str))
-                return
-            bar, update = _progress_bar(kw["quiet"])
-            try:
-                summary = run(lr, guide, kw["output"], output=output, progress=update, **common)
-            finally:
-                if bar is not None:
-                    bar.close()
-            if reference is not None:
+                return None
+            with dask_client(
+                scheduler=kw.get("scheduler"),
+                cluster_workers=kw.get("cluster_workers"),
+                threads_per_worker=kw["workers"] or 1,
+                gpu=distributed and wants_gpu(kw["method"], kw["device"]),
+            ) as client:
+                summary = run(
+                    lr, guide, kw["output"], output=output, progress=update,
+                    on_stage=rep.stage if rep is not None else None, client=client,
+                    resume=kw.get("resume", False), stac=kw.get("stac", False), **common,
+                )
+            if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,
                                                     scale)
+            return summary
     except (InputError, GridError, OptionError) as exc:
         raise click.UsageError(str(exc)) from exc
     except GeosrError as exc:
@@ -157,23 +226,6 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
         raise click.ClickException(
             f"{type(exc).__name__}: {exc} (run with -v -v for details)"
         ) from exc
-    if kw["as_json"]:
-        click.echo(json.dumps(summary, indent=2, default=str))
-    elif not kw["quiet"]:
-        t = summary["tiles"]
-        g = summary["output_grid"]
-        click.echo(
-            f"wrote {summary['output']} ({g['width']} x {g['height']} px, {g['crs']}; "
-            f"{t['done'] + t['reused']} tiles, {t['skipped']} skipped; "
-            f"{summary['seconds']['total']:.1f} s)",
-            err=True,
-        )
-        if "example" in summary:
-            ex = summary["example"]
-            click.echo(
-                f"example: RMSE against the true 0.5 m surface {ex['rmse_m']:.3f} m "
-                f"(bicubic: {ex['bicubic_rmse_m']:.3f} m)", err=True,
-            )
 
 
 @click.command("dem-sr")

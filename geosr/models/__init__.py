@@ -12,9 +12,10 @@ def _registry() -> dict[str, type[Method]]:
     # Imported lazily so that ``import geosr`` (and ``geosr --help``) stays fast.
     from .classical import Bicubic, GuidedFilter
     from .mmsr import MMSR
+    from .p2p import P2P
     from .robself import RobSelfDe, RobSelfRe
 
-    return {cls.name: cls for cls in (Bicubic, GuidedFilter, MMSR, RobSelfRe, RobSelfDe)}
+    return {cls.name: cls for cls in (Bicubic, GuidedFilter, P2P, MMSR, RobSelfRe, RobSelfDe)}
 
 
 def list_methods() -> list[str]:

@@ -46,11 +46,15 @@ class LearnedMethod(Method):
     def build_model(self, guide_channels: int, scale: int) -> Any:
         raise NotImplementedError
 
+    def optim_overrides(self) -> dict[str, Any]:
+        """Loop settings that differ from the MMSR/RobSelf defaults (e.g. no lr decay)."""
+        return {}
+
     def fit(self, lr, guide, scale, mask, *, progress=None, snapshot_steps=()):
         """Run the shared loop; returns :class:`geosr.optimize.FitResult`."""
         from ..optimize import fit, seeded
 
-        cfg = self.options.optim_config()
+        cfg = dataclasses.replace(self.options.optim_config(), **self.optim_overrides())
         with seeded(cfg.seed):
             model = self.build_model(guide.shape[0], scale)
             return fit(

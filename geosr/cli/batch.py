@@ -1,0 +1,137 @@
+"""``geosr batch MANIFEST``: run many scenes with the options of ``geosr sr`` as defaults.
+
+Exit status: 0 when every scene succeeded (or was already done), 1 when any scene failed
+(the JSON report names them and their errors), 2 for a bad manifest or options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+from .options import batch_options, parse_option_value
+
+logger = logging.getLogger(__name__)
+
+
+def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
+    """The per-scene defaults from the command line (a scene's own settings win)."""
+    options = {k: parse_option_value(v) for k, v in kw["method_option"]}
+    return {
+        "scale": kw["scale"], "method": kw["method"], "preset": preset,
+        "iterations": kw["iterations"], "seed": kw["seed"], "device": kw["device"],
+        "options": options, "lr_band": kw["lr_band"], "guide_bands": kw["guide_bands"],
+        "nodata": kw["nodata"], "tile_size": kw["tile_size"], "overlap": kw["overlap"],
+        "workers": None if (kw["scheduler"] or kw["cluster_workers"]) else kw["workers"],
+        "cog": kw["cog"], "overwrite": kw["overwrite"],
+        "creation_options": kw["creation_options"], "keep_tiles": kw["keep_tiles"],
+        "stac": kw["stac"],
+    }
+
+
+@click.command("batch")
+@click.argument("manifest", type=click.Path(dir_okay=False))
+@click.option("--preset", type=click.Choice(["dem", "thermal", "none"]), default="none",
+              show_default=True, help="Method preset for every scene (as dem-sr / thermal-sr).")
+@click.option("--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for the outputs of scenes that name none (OUTPUT_DIR/<id>.tif).")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Scenes processed at once (separate processes unless a dask cluster "
+              "runs the tiles); each runs --workers tiles at once.")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+              help="Per-scene status files and the report (default: MANIFEST_STEM.geosr/ "
+              "next to the manifest).")
+@click.option("--report", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the JSON report (default: STATE_DIR/report.json).")
+@batch_options
+def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
+              state_dir: str | None, report: str | None, **kw: Any) -> None:
+    """Super-resolve every scene of MANIFEST (CSV, JSON lines or a STAC ItemCollection).
+
+    \b
+    Each scene names lr, guide and output (relative to the manifest's folder) and may set
+    scale, method, preset, iterations, seed, device, options (JSON), lr_band, guide_bands,
+    nodata, tile_size, overlap, workers, cog; the command-line options are the defaults.
+    \b
+    geosr batch scenes.csv --scale 4 --method mmsr --jobs 2 --resume
+    geosr batch items.json --output-dir out/ --scale 4 --cluster-workers 4
+    geosr batch scenes.jsonl --scheduler tcp://scheduler:8786 --resume
+    """
+    from ..batch import read_manifest, run_batch, state_dir_for
+    from ..cluster import dask_client
+    from ..errors import GeosrError
+    from .main import configure_logging
+    from .sr import wants_gpu
+
+    configure_logging(kw["verbose"], kw["quiet"])
+    mode = kw["progress_mode"]
+    stderr = sys.stderr
+    rep: Any = None
+    if mode == "json":
+        from ..progress import JsonProgress
+
+        rep = JsonProgress(stderr)
+    try:
+        scenes = read_manifest(manifest, output_dir=output_dir)
+        defaults = batch_defaults(kw, None if preset == "none" else preset)
+        state = state_dir or state_dir_for(manifest)
+        n = len(scenes)
+
+        def on_scene(res: dict[str, Any], finished: int, total: int) -> None:
+            if rep is not None:
+                rep.emit("scene", 100.0 * finished / total, id=res["id"],
+                         status=res["status"], finished=finished, scenes=total,
+                         error=res.get("error"))
+            elif not kw["quiet"] and res["status"] != "running":
+                msg = f"[{finished}/{total}] {res['id']}: {res['status']}"
+                if res.get("error"):
+                    msg += f" ({res['error']})"
+                click.echo(msg, err=True)
+
+        def progress_factory(scene: Any, index: int) -> Any:
+            if rep is None:
+                return None
+            from ..progress import JsonProgress
+
+            return JsonProgress(stderr, span=(100.0 * index / n, 100.0 * (index + 1) / n),
+                                extra={"scene": scene.id})
+
+        with dask_client(
+            scheduler=kw["scheduler"], cluster_workers=kw["cluster_workers"],
+            threads_per_worker=kw["workers"] or 1,
+            gpu=bool(kw["scheduler"] or kw["cluster_workers"])
+            and wants_gpu(kw["method"], kw["device"]),
+        ) as client:
+            result = run_batch(
+                scenes, defaults, state_dir=state, jobs=jobs, resume=kw["resume"],
+                client=client, report_path=report, on_scene=on_scene,
+                progress_factory=progress_factory if jobs == 1 else None,
+                manifest=str(manifest),
+            )
+    except GeosrError as exc:
+        if rep is not None:
+            rep.error(str(exc), 2)
+        raise click.UsageError(str(exc)) from exc
+    except OSError as exc:  # e.g. the state folder cannot be created
+        msg = f"{exc}; pass --state-dir/--report in a writable folder"
+        if rep is not None:
+            rep.error(msg, 1)
+        raise click.ClickException(msg) from exc
+    c = result["counts"]
+    if kw["as_json"]:
+        click.echo(json.dumps(result, indent=2, default=str))
+    if rep is not None:
+        rep.done(counts=c)
+    if not kw["quiet"]:
+        click.echo(f"{c['done']} done, {c['skipped']} already done, {c['failed']} failed of "
+                   f"{c['total']} scenes in {result['seconds']:.1f} s; report: "
+                   f"{report or str(state) + '/report.json'}", err=True)
+    if c["failed"]:
+        failed = [s["id"] for s in result["scenes"] if s["status"] == "failed"]
+        click.echo(f"failed scenes: {', '.join(failed)} (see the report; rerun with --resume)",
+                   err=True)
+        sys.exit(1)
