@@ -142,6 +142,20 @@ def importance(f: torch.Tensor) -> torch.Tensor:
     return torch.sqrt(gx * gx + gy * gy + 1e-12).mean(1, keepdim=True)
 
 
+def reference_filter(
+    q: torch.Tensor, kv: torch.Tensor, imp: torch.Tensor, m: int, n: int,
+    eta: float | None, block: int = 8,
+) -> torch.Tensor:
+    """Content-aware reference filter: pixels whose importance exceeds ``eta * mean`` use the
+    large ``m x m`` kernel, the others the small ``n x n`` one (``eta=None``: ``n`` only)."""
+    small = local_attention(q, kv, kv, n, block=block)
+    if eta is None or m == n:
+        return small
+    large = local_attention(q, kv, kv, m, block=block)
+    sel = (imp > eta * imp.mean(dim=(-2, -1), keepdim=True)).to(small.dtype)
+    return sel * large + (1 - sel) * small
+
+
 class RobSelfNet(nn.Module):
     def __init__(
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
@@ -176,14 +190,7 @@ class RobSelfNet(nn.Module):
         # Content-aware reference filter: weights from <source neighbour, aligned guide
         # centre>, output from source neighbours only.
         q, kv = self.proj_guide(aligned), self.proj_source(f_s)
-        small = local_attention(q, kv, kv, self.n, block=self.block)
-        if self.eta is None or self.m == self.n:
-            filtered = small
-        else:
-            large = local_attention(q, kv, kv, self.m, block=self.block)
-            imp = importance(f_s)
-            sel = (imp > self.eta * imp.mean(dim=(-2, -1), keepdim=True)).to(small.dtype)
-            filtered = sel * large + (1 - sel) * small
+        filtered = reference_filter(q, kv, importance(f_s), self.m, self.n, self.eta, self.block)
         return self.pred_head(filtered), [i_trans]
 
 
