@@ -140,7 +140,7 @@ def fit(
         if custom_loss is None:
             return forward()[0]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return model.predict(lr_t, guide_t)
+            return model.predict(lr_t, guide_t, mask_t)
 
     wanted = {int(s) for s in snapshot_steps if 0 < int(s) <= cfg.iterations}
     snapshots: dict[int, np.ndarray] = {}

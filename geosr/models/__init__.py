@@ -11,11 +11,12 @@ from .base import Method
 def _registry() -> dict[str, type[Method]]:
     # Imported lazily so that ``import geosr`` (and ``geosr --help``) stays fast.
     from .classical import Bicubic, GuidedFilter
+    from .cmsr import CMSR
     from .mmsr import MMSR
     from .p2p import P2P
     from .robself import RobSelfDe, RobSelfRe
 
-    return {cls.name: cls for cls in (Bicubic, GuidedFilter, P2P, MMSR, RobSelfRe, RobSelfDe)}
+    return {cls.name: cls for cls in (Bicubic, GuidedFilter, P2P, CMSR, MMSR, RobSelfRe, RobSelfDe)}
 
 
 def list_methods() -> list[str]:

@@ -80,7 +80,7 @@ class PixTransformNet(nn.Module):
         pred = self.pixels(patch[:, :c], patch[:, c:]).mean(dim=(1, 2, 3))
         return (pred - target[idx]).abs().mean()
 
-    def predict(self, lr, guide, rows: int = 64) -> torch.Tensor:
+    def predict(self, lr, guide, mask=None, rows: int = 64) -> torch.Tensor:
         _, _, hh, ww = guide.shape
         coords = coordinates(hh, ww, self.scale, self.coord_unit, guide)
         out = [self.pixels(guide[..., y : y + rows, :], coords[..., y : y + rows, :])
