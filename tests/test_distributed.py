@@ -65,3 +65,20 @@ def test_sr__scheduler_and_cluster_workers_exclusive(scene: dict[str, Any]) -> N
                                  "--scale", "4", "-o", str(scene["dir"] / "o.tif"),
                                  "--scheduler", "tcp://127.0.0.1:1", "--cluster-workers", "2"])
     assert r.exit_code == 2 and "exclude each other" in r.output
+
+
+def test_sr__scheduler_address_of_a_running_cluster(scene: dict[str, Any]) -> None:
+    """`--scheduler ADDRESS` against a separately started scheduler + worker process."""
+    from distributed import LocalCluster
+
+    base = ["sr", "--method", "guided-filter", "--lr", scene["lr"], "--guide", scene["guide"],
+            "--scale", "4", "--tile-size", "24", "-q"]
+    local = scene["dir"] / "local.tif"
+    assert CliRunner().invoke(cli, [*base, "-o", str(local)]).exit_code == 0
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster:
+        remote = scene["dir"] / "remote.tif"
+        r = CliRunner().invoke(cli, [*base, "-o", str(remote), "--scheduler",
+                                     cluster.scheduler_address])
+        assert r.exit_code == 0, r.output
+    assert remote.read_bytes() == local.read_bytes()
