@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,12 +25,10 @@ def method_options(
     names: list[str], common: dict[str, Any], sets: tuple[str, ...]
 ) -> dict[str, dict[str, Any]]:
     """Options per method: ``common`` ones where the method accepts them, plus ``--set``."""
-    from ..models import get_method_class
+    from ..pipeline import method_options_for
 
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        fields = {f.name for f in dataclasses.fields(get_method_class(name).Options)}
-        out[name] = {k: v for k, v in common.items() if v is not None and k in fields}
+    given = {k: v for k, v in common.items() if v is not None}
+    out: dict[str, dict[str, Any]] = {name: method_options_for(name, given) for name in names}
     for item in sets:
         key, sep, value = item.partition("=")
         meth, dot, opt = key.partition(".")
