@@ -26,6 +26,7 @@ once (1..4) for classical methods, 1 for learned ones.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,7 +35,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,9 @@ class Plan:
     workers: int
     lr_stats: BandStats | None = None
     guide_stats: BandStats | None = None
+    #: torch intra-op threads for learned tiles, wherever they run: float reductions
+    #: depend on it, so a seeded run is byte-identical on a cluster only with the same count
+    torch_threads: int | None = None
 
     @property
     def options(self) -> dict[str, Any]:
@@ -333,7 +337,30 @@ def make_plan(
         layout=layout,
         guide_resampling=guide_resampling,
         workers=workers,
+        torch_threads=None if is_deterministic(method) else _local_torch_threads(),
     )
+
+
+def _local_torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """Run with ``n`` torch threads (process-wide; callers hold ``_LEARNED_LOCK``)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- scene statistics ----------------------------------------------------------------------
@@ -464,7 +491,7 @@ def run_tile(plan: Plan, tile: Tile, store_dir: str) -> str:
     if is_deterministic(plan.method):
         hr = predict_tile(plan, tile)
     else:
-        with _LEARNED_LOCK:
+        with _LEARNED_LOCK, _torch_threads(plan.torch_threads):
             hr = predict_tile(plan, tile)
     if hr is None:
         return "skipped"
