@@ -90,11 +90,17 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
     Folder layouts: ``target/`` + ``guide/`` (or ``depth/`` + ``rgb/``, ...) matched by
     name after stripping suffixes like ``_output_depth``/``_output_color``; or one folder of
     ``*_nir``/``*_rgb`` (or ``*_target``/``*_guide``) files; or ``.npz`` files holding
-    ``target`` and ``guide`` arrays.
+    ``target`` and ``guide`` arrays. A georeferenced HR GeoTIFF with a ``guide`` GeoTIFF
+    on another grid (e.g. a 1 m DSM and a 0.5 m orthophoto) gets the guide resampled onto
+    the HR grid (average).
     """
     p = Path(path)
     if guide is not None:
         t, g = read_image(p), read_image(Path(guide))
+        tif = (".tif", ".tiff")
+        both_tif = p.suffix.lower() in tif and Path(guide).suffix.lower() in tif
+        if g.shape[1:] != t.shape[1:] and both_tif:
+            g = _guide_on_target_grid(p, Path(guide))
         return [Pair(p.stem, t[0], g)]
     if not p.is_dir():
         raise InputError(f"{p} is not a folder; pass a dataset folder, or an HR file and --guide")
@@ -136,6 +142,27 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
                 "in size; evaluation needs them on the same HR grid"
             )
     return pairs
+
+
+def _guide_on_target_grid(target: Path, guide: Path) -> np.ndarray:
+    """The guide resampled (average) onto the grid of a georeferenced HR target, or the
+    guide as read where either file has no CRS (then ``load_pairs`` reports the size clash)."""
+    import warnings
+
+    import rasterio
+    from rasterio.enums import Resampling
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.vrt import WarpedVRT
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(target) as t, rasterio.open(guide) as g:
+            if t.crs is None or g.crs is None:
+                return read_image(guide)
+            logger.info("resampling the guide %s onto the grid of %s (average)", guide, target)
+            with WarpedVRT(g, crs=t.crs, transform=t.transform, width=t.width,
+                           height=t.height, resampling=Resampling.average) as vrt:
+                return vrt.read(out_dtype="float32")
 
 
 def center_crop(pair: Pair, size: int) -> Pair:
@@ -201,8 +228,14 @@ def evaluate(
     misalignment: Any = None,
     misalign_seed: int = 0,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    keep_outputs: bool = False,
 ) -> dict[str, Any]:
-    """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means."""
+    """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means.
+
+    ``keep_outputs``: also return the arrays under ``"outputs"`` ({pair: {"hr", "lr",
+    "guide", METHOD: prediction}}, all ``(row, col)`` except the guide) for reports; not
+    JSON-serialisable, so drop it before ``json.dumps``.
+    """
     from .api import check_scale, run_band
     from .models import get_method
     from .normalize import BandStats, prepare_guide
@@ -211,6 +244,7 @@ def evaluate(
     methods = {"bicubic": {}, **methods}
     built = {name: get_method(name, **opts) for name, opts in methods.items()}
     rows: list[dict[str, Any]] = []
+    outputs: dict[str, dict[str, np.ndarray]] = {}
     rng = np.random.default_rng(noise_seed)
     for pair in pairs:
         hr, lr = degrade(pair.target, scale)
@@ -225,6 +259,8 @@ def evaluate(
         if guide_noise > 0:
             guide = guide + rng.normal(0.0, guide_noise, guide.shape).astype(np.float32)
         g = prepare_guide(guide, BandStats.from_array(guide))
+        if keep_outputs:
+            outputs[pair.name] = {"hr": hr, "lr": lr, "guide": guide}
         for name, method in built.items():
             snaps = snapshot_steps if hasattr(method, "fit") else ()
 
@@ -246,6 +282,8 @@ def evaluate(
             else:
                 final = out
             row.update(metrics(final[0], hr))
+            if keep_outputs:
+                outputs[pair.name][name] = final[0]
             rows.append(row)
             logger.info("%s %s rmse=%.4f %.1fs", pair.name, name, row["rmse"], seconds)
             if on_result is not None:
@@ -267,10 +305,13 @@ def evaluate(
         curves = [r["curve"] for r in rs if "curve" in r]
         if curves and all(c.keys() == curves[0].keys() for c in curves):
             summary[name]["curve"] = {k: float(np.mean([c[k] for c in curves])) for k in curves[0]}
-    return {"scale": scale, "guide_noise": guide_noise,
-            "misalignment": dataclasses.asdict(misalignment) if misalignment else None,
-            "misalign_seed": misalign_seed if misalignment else None,
-            "methods": methods, "rows": rows, "mean": summary}
+    result = {"scale": scale, "guide_noise": guide_noise,
+              "misalignment": dataclasses.asdict(misalignment) if misalignment else None,
+              "misalign_seed": misalign_seed if misalignment else None,
+              "methods": methods, "rows": rows, "mean": summary}
+    if keep_outputs:
+        result["outputs"] = outputs
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:

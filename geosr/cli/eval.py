@@ -66,10 +66,15 @@ def method_options(
               "(a reduced protocol for quick comparisons).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path),
               help="Write the full result as JSON to this file ('-' for stdout).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write a visual HTML report (figures embedded) to DIR/index.html.")
+@click.option("--report-note", help="A highlighted line on top of the report, e.g. to say "
+              "that the settings are reduced.")
 @click.option("-v", "--verbose", count=True)
 @click.option("-q", "--quiet", count=True)
 def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets, guide_noise,
-             misalign_spec, misalign_seed, snapshots, only, limit, crop, json_path, verbose, quiet) -> None:
+             misalign_spec, misalign_seed, snapshots, only, limit, crop, json_path, report_dir,
+             report_note, verbose, quiet) -> None:
     """Evaluate methods on HR references degraded by SCALE x SCALE average pooling.
 
     DATA is a dataset folder (target/ + guide/, depth/ + rgb/, *_nir + *_rgb files, or
@@ -117,11 +122,19 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
 
     try:
         result = evaluate(pairs, opts, scale, guide_noise=guide_noise, snapshot_steps=steps,
-                          misalignment=mis, misalign_seed=misalign_seed, on_result=echo_row)
+                          misalignment=mis, misalign_seed=misalign_seed, on_result=echo_row,
+                          keep_outputs=report_dir is not None)
     except GeosrError as exc:
         raise click.ClickException(str(exc)) from exc
     result["data"] = str(data)
     result["crop"] = crop
+    if report_dir is not None:
+        from ..report import write_report
+
+        outputs = result.pop("outputs")
+        page = write_report(report_dir, {**result, "limit": limit}, outputs, note=report_note)
+        if not quiet:
+            click.echo(f"wrote report {page}", err=True)
     if json_path is not None and str(json_path) == "-":
         json.dump(result, sys.stdout, indent=2)
         sys.stdout.write("\n")

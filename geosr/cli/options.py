@@ -196,6 +196,12 @@ dry_run_opt = click.option(
 json_opt = click.option(
     "--json", "as_json", is_flag=True, help="Print a JSON summary (timing, tiles) on stdout."
 )
+quicklook_opt = click.option(
+    "--quicklook", type=click.Path(dir_okay=False, readable=False), default=None,
+    metavar="PATH.png",
+    help="Also write a PNG quicklook: LR, guide and output side by side at the same extent "
+    "(from decimated reads, cheap on large rasters).",
+)
 verbose_opt = click.option("-v", "--verbose", count=True, help="More log messages.")
 quiet_opt = click.option("-q", "--quiet", count=True, help="Fewer messages, no progress bar.")
 
@@ -208,7 +214,7 @@ def common_options(f: F) -> F:
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
-        creation_opt, cog_opt, overwrite_opt, keep_tiles_opt, stac_opt,
+        creation_opt, cog_opt, overwrite_opt, keep_tiles_opt, stac_opt, quicklook_opt,
         dry_run_opt, json_opt, progress_opt, verbose_opt, quiet_opt,
     )(f)
 

@@ -200,6 +200,10 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
                 click.echo(json.dumps(info, indent=2, default=str))
                 return None
+            if kw.get("quicklook"):
+                from ..quicklook import check_quicklook_path
+
+                check_quicklook_path(kw["quicklook"], overwrite=kw["overwrite"])
             with dask_client(
                 scheduler=kw.get("scheduler"),
                 cluster_workers=kw.get("cluster_workers"),
@@ -214,6 +218,12 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
             if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,
                                                     scale)
+            if kw.get("quicklook"):
+                from ..quicklook import quicklook_for_run
+
+                summary["quicklook"] = quicklook_for_run(
+                    kw["quicklook"], lr, guide, summary["output"], preset=preset,
+                    lr_band=kw["lr_band"], guide_bands=kw["guide_bands"], nodata=kw["nodata"])
             return summary
     except (InputError, GridError, OptionError) as exc:
         raise click.UsageError(str(exc)) from exc

@@ -1,0 +1,333 @@
+"""Visual evaluation reports: one self-contained HTML page with matplotlib figures.
+
+``write_report(folder, result, outputs)`` renders the result of
+:func:`geosr.evaluate.evaluate` (run with ``keep_outputs=True``): a summary table on top,
+RMSE against seconds across methods, then per pair the guide, the LR input, bicubic, each
+method and the reference on one colour scale, an absolute-error map per method on one
+shared error scale, and the pair's metrics table. Images are embedded as PNG data URIs
+(``embed=False``: PNG files next to ``index.html``); the page loads nothing from the
+network.
+
+Benchmark results (RMSE against time per megapixel) come in as a generic list of records
+``{"method", "rmse", "seconds_per_megapixel"}`` (optional ``"label"``, ``"dataset"``), so a
+future ``geosr bench`` can pass its rows straight to ``write_report(folder, bench=rows)``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1400px;
+       color: #222; padding: 0 1em; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+tr.best td { font-weight: bold; }
+.note { background: #fff4d6; border: 1px solid #e0c060; padding: 0.5em 0.8em; }
+.settings { font-size: 0.9em; color: #444; }
+img { max-width: 100%; height: auto; display: block; margin: 0.4em 0; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+# -- figures -----------------------------------------------------------------------------
+def _mpl() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any, dpi: int) -> bytes:
+    """The figure as a PNG with an adaptive 256-colour palette (about 3x smaller)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _mpl().close(fig)
+    buf.seek(0)
+    with Image.open(buf) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _guide_rgb(guide: np.ndarray) -> np.ndarray:
+    from .quicklook import _stretch
+
+    return _stretch(np.asarray(guide, np.float32)[:3])
+
+
+def pair_figure(
+    arrays: Mapping[str, np.ndarray], methods: Sequence[str], scale: int, *, dpi: int = 80,
+    cmap: str = "viridis", err_cmap: str = "magma",
+) -> bytes:
+    """PNG of one pair: guide / LR / each method / reference, then |error| per method.
+
+    ``arrays``: ``{"hr", "lr", "guide", METHOD...}`` as kept by ``evaluate``. Values share
+    one colour scale (the reference's 1st-99th percentile), errors share another (0 to the
+    largest 99th percentile of |error| over the methods).
+    """
+    plt = _mpl()
+    hr, lr = arrays["hr"], arrays["lr"]
+    ok = np.isfinite(hr)
+    vmin, vmax = (np.percentile(hr[ok], (1, 99)) if ok.any() else (0.0, 1.0))
+    errs = {m: np.abs(arrays[m] - hr) for m in methods}
+    emax = max((float(np.nanpercentile(e, 99)) for e in errs.values() if np.isfinite(e).any()),
+               default=1.0) or 1.0
+    cols = ["guide", f"LR (x{scale} avg-pooled)", *methods, "reference"]
+    n = len(cols)
+    h, w = hr.shape
+    cw = 2.3
+    fig, axes = plt.subplots(2, n, figsize=(cw * n + 0.8, 2 * cw * h / w + 0.9),
+                             layout="constrained", squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    top = axes[0]
+    top[0].imshow(_guide_rgb(arrays["guide"]), interpolation="nearest")
+    im = top[1].imshow(lr, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
+                       extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    for ax, m in zip(top[2:-1], methods, strict=True):
+        ax.imshow(arrays[m], cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    top[-1].imshow(hr, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    for ax, c in zip(top, cols, strict=True):
+        ax.set_title(c, fontsize=9)
+    bottom = axes[1]
+    eim = None
+    for ax, m in zip(bottom[2:-1], methods, strict=True):
+        eim = ax.imshow(errs[m], cmap=err_cmap, vmin=0, vmax=emax, interpolation="nearest")
+        rmse = float(np.sqrt(np.nanmean((arrays[m] - hr) ** 2)))
+        ax.set_title(f"|error| {m}\nRMSE {rmse:.4g}", fontsize=8)
+    for ax in (bottom[0], bottom[1], bottom[-1]):
+        ax.axis("off")
+    fig.colorbar(im, ax=list(top), shrink=0.85, pad=0.01, label="value")
+    if eim is not None:
+        fig.colorbar(eim, ax=list(bottom), shrink=0.85, pad=0.01, label="|error| (shared scale)")
+    return _png(fig, dpi)
+
+
+def rmse_time_figure(
+    records: Sequence[Mapping[str, Any]], x_key: str, x_label: str, *, dpi: int = 90,
+    title: str | None = None,
+) -> bytes:
+    """PNG scatter of RMSE against ``x_key`` (log scale), one colour per method.
+
+    ``records``: ``{"method", "rmse", x_key}`` plus an optional ``"label"`` written next
+    to the point. Several records of one method (e.g. iterations) are joined by a line in
+    the order given.
+    """
+    plt = _mpl()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for r in records:
+        by_method.setdefault(str(r["method"]), []).append(r)
+    for i, (m, rs) in enumerate(by_method.items()):
+        xs = [max(float(r[x_key]), 1e-6) for r in rs]
+        ys = [float(r["rmse"]) for r in rs]
+        colour = f"C{i % 10}"
+        ax.plot(xs, ys, "o-" if len(rs) > 1 else "o", color=colour, label=m, ms=7)
+        for x, y, r in zip(xs, ys, rs, strict=True):
+            if r.get("label"):
+                ax.annotate(str(r["label"]), (x, y), xytext=(4, 4),
+                            textcoords="offset points", fontsize=7, color=colour)
+    ax.set_xscale("log")
+    ax.set_xlabel(x_label)
+    ax.set_ylabel("RMSE (lower is better)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _png(fig, dpi)
+
+
+# -- html --------------------------------------------------------------------------------
+class _Images:
+    """Embeds PNGs as data URIs, or writes them next to the page."""
+
+    def __init__(self, folder: Path, embed: bool) -> None:
+        self.folder, self.embed, self.n = folder, embed, 0
+
+    def tag(self, png: bytes, alt: str, name: str) -> str:
+        self.n += 1
+        if self.embed:
+            src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        else:
+            fname = f"{self.n:02d}_{_slug(name)}.png"
+            (self.folder / fname).write_bytes(png)
+            src = fname
+        return f'<img src="{src}" alt="{html.escape(alt)}">'
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60]
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if isinstance(v, float):
+        return "nan" if not np.isfinite(v) else f"{v:.{digits}g}"
+    return html.escape(str(v))
+
+
+def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], *, table_id: str = "",
+           cls: str = "", best: int | None = None) -> str:
+    """HTML table; ``best``: index of a numeric column whose smallest value is bolded."""
+    low = None
+    if best is not None and rows:
+        vals = [r[best] for r in rows if isinstance(r[best], float) and np.isfinite(r[best])]
+        low = min(vals) if vals else None
+    attrs = (f' id="{table_id}"' if table_id else "") + (f' class="{cls}"' if cls else "")
+    out = [f"<table{attrs}><thead><tr>"
+           + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        mark = ' class="best"' if low is not None and r[best] == low else ""
+        out.append(f"<tr{mark}>" + "".join(f"<td>{_fmt(v)}</td>" for v in r) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+_HEAD = ["method", "pairs", "RMSE", "MAE", "RMSE / bicubic", "seconds", "peak MB"]
+
+
+def _settings(result: Mapping[str, Any], pairs: Sequence[str]) -> list[str]:
+    items = [f"data: <code>{html.escape(str(result.get('data', '?')))}</code>",
+             f"scale: x{result['scale']} (LR = {result['scale']}x{result['scale']} average "
+             "pooling of the reference)",
+             f"pairs ({len(pairs)}): " + html.escape(", ".join(pairs))]
+    if result.get("crop"):
+        items.append(f"<b>reduced protocol</b>: every pair centre-cropped to "
+                     f"{result['crop']}x{result['crop']} HR pixels")
+    if result.get("limit"):
+        items.append(f"<b>reduced protocol</b>: first {result['limit']} pairs only")
+    for m, opts in result.get("methods", {}).items():
+        if opts:
+            o = ", ".join(f"{k}={v}" for k, v in opts.items())
+            items.append(f"{html.escape(m)} options: <code>{html.escape(o)}</code>")
+    if result.get("guide_noise"):
+        items.append(f"guide noise std: {result['guide_noise']}")
+    if result.get("misalignment"):
+        items.append(f"guide misalignment: {html.escape(json.dumps(result['misalignment']))}")
+    return items
+
+
+def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
+                   imgs: _Images, dpi: int) -> list[str]:
+    mean = result["mean"]
+    parts = ["<h2>Summary (mean over pairs)</h2>"]
+    parts.append(_table(_HEAD, [
+        [m, s["pairs"], s["rmse"], s["mae"], s["ratio_to_bicubic"], s["seconds"],
+         s["peak_rss_mb"]] for m, s in mean.items()
+    ], table_id="summary", cls="metrics", best=2))
+    recs = [{"method": m, "rmse": s["rmse"], "seconds": s["seconds"]} for m, s in mean.items()]
+    parts.append(imgs.tag(
+        rmse_time_figure(recs, "seconds", "seconds per pair (mean, log scale)", dpi=dpi,
+                         title="RMSE against time"),
+        "RMSE against seconds per method", "rmse_seconds"))
+    pairs = list(dict.fromkeys(r["pair"] for r in result["rows"]))
+    for name in pairs:
+        parts.append(f"<h2>Pair {html.escape(name)}</h2>")
+        rows = [r for r in result["rows"] if r["pair"] == name]
+        if outputs is not None and name in outputs:
+            parts.append(imgs.tag(
+                pair_figure(outputs[name], [r["method"] for r in rows], result["scale"],
+                            dpi=dpi),
+                f"{name}: guide, LR, outputs, reference and error maps", f"pair_{name}"))
+        parts.append(_table(_HEAD[:1] + _HEAD[2:], [
+            [r["method"], r["rmse"], r["mae"], r["ratio_to_bicubic"], r["seconds"],
+             r["peak_rss_mb"]] for r in rows
+        ], cls="metrics pair-metrics", best=1))
+    return parts
+
+
+def _bench_sections(bench: Sequence[Mapping[str, Any]], imgs: _Images, dpi: int) -> list[str]:
+    for r in bench:
+        missing = {"method", "rmse", "seconds_per_megapixel"} - set(r)
+        if missing:
+            raise InputError(f"benchmark record {dict(r)} lacks {sorted(missing)}; each record "
+                             "needs method, rmse and seconds_per_megapixel")
+    parts = ["<h2>Benchmark: RMSE against time per megapixel</h2>"]
+    has_ds = any("dataset" in r for r in bench)
+    head = ["method", *(["dataset"] if has_ds else []), "RMSE", "seconds / megapixel", "label"]
+    parts.append(_table(head, [
+        [r["method"], *([r.get("dataset", "")] if has_ds else []), float(r["rmse"]),
+         float(r["seconds_per_megapixel"]), r.get("label", "")] for r in bench
+    ], table_id="bench", cls="metrics"))
+    parts.append(imgs.tag(
+        rmse_time_figure(bench, "seconds_per_megapixel", "seconds per output megapixel (log)",
+                         dpi=dpi, title="RMSE against time per megapixel"),
+        "RMSE against seconds per megapixel", "bench"))
+    return parts
+
+
+def write_report(
+    folder: str | os.PathLike[str],
+    result: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    *,
+    bench: Sequence[Mapping[str, Any]] | None = None,
+    title: str | None = None,
+    note: str | None = None,
+    embed: bool = True,
+    dpi: int = 80,
+) -> Path:
+    """Write ``folder/index.html`` (and ``result.json``); return the page's path.
+
+    ``result``: what :func:`geosr.evaluate.evaluate` returned (without or with
+    ``"outputs"``); ``outputs``: its ``"outputs"`` when popped before (no pictures per pair
+    without them). ``bench``: benchmark records, see the module docstring. ``note``: a
+    highlighted line on top (say here when the settings are reduced). Existing report
+    files in ``folder`` are replaced.
+    """
+    if result is None and not bench:
+        raise InputError("nothing to report: pass an evaluation result and/or bench records")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    imgs = _Images(out, embed)
+    if result is not None and outputs is None:
+        outputs = result.get("outputs")
+    title = title or "geosr evaluation report"
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    from . import __version__
+
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f'<p class="settings">geosr {html.escape(__version__)} · {html.escape(now)}</p>']
+    if note:
+        body.append(f'<p class="note" id="note">{html.escape(note)}</p>')
+    if result is not None:
+        pairs = list(dict.fromkeys(r["pair"] for r in result["rows"]))
+        body.append('<ul class="settings">'
+                    + "".join(f"<li>{s}</li>" for s in _settings(result, pairs)) + "</ul>")
+        body += _eval_sections(result, outputs, imgs, dpi)
+        clean = {k: v for k, v in result.items() if k != "outputs"}
+        (out / "result.json").write_text(json.dumps(clean, indent=2, default=str) + "\n")
+    if bench:
+        body += _bench_sections(bench, imgs, dpi)
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    index = out / "index.html"
+    tmp = out / ".index.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, index)
+    logger.info("wrote report %s (%d images)", index, imgs.n)
+    return index
