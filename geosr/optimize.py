@@ -12,11 +12,11 @@ Defaults follow the MMSR/RobSelf papers: Adam, lr 2e-3, x0.9998 every 5 steps,
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -192,17 +192,10 @@ def fit(
     return FitResult(final, steps, losses[-1], time.perf_counter() - t0, snapshots, losses)
 
 
-def seeded(seed: int | None) -> Any:
-    """Context manager: run with torch's CPU RNG seeded, restoring the caller's state."""
-    ctx = torch.random.fork_rng(devices=[])
-
-    class _Seeded:
-        def __enter__(self) -> None:
-            ctx.__enter__()
-            if seed is not None:
-                torch.manual_seed(seed)
-
-        def __exit__(self, *exc: Any) -> None:
-            ctx.__exit__(*exc)
-
-    return _Seeded()
+@contextlib.contextmanager
+def seeded(seed: int | None) -> Iterator[None]:
+    """Run with torch's CPU RNG seeded, restoring the caller's state afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield

@@ -30,6 +30,14 @@ class MethodOptions:
         pass
 
 
+def check_odd_sizes(options: object, *names: str) -> None:
+    """Neighbourhood sizes (``None`` = preset) must be odd and >= 1."""
+    for name in names:
+        v = getattr(options, name)
+        if v is not None and (v < 1 or v % 2 == 0):
+            raise ValueError(f"{name} must be an odd size >= 1, got {v}")
+
+
 class Method:
     """Base class: subclasses set ``name``, ``Options`` and implement ``run``."""
 

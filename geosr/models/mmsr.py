@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import check_odd_sizes
 from .layers import ResBlock, local_attention, local_attention_unfold
 from .learned import LearnedMethod, LearnedOptions
 
@@ -98,10 +99,7 @@ class MMSROptions(LearnedOptions):
         super().__post_init__()
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("n", "m"):
-            v = getattr(self, name)
-            if v is not None and (v < 1 or v % 2 == 0):
-                raise ValueError(f"{name} must be an odd size >= 1, got {v}")
+        check_odd_sizes(self, "n", "m")
         if self.width < 1 or self.block < 1:
             raise ValueError("width and block must be >= 1")
 

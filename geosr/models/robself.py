@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import check_odd_sizes
 from .layers import ResBlock, local_attention
 from .learned import LearnedMethod, LearnedOptions
 
@@ -210,10 +211,7 @@ class RobSelfOptions(LearnedOptions):
         super().__post_init__()
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        for name in ("m", "n"):
-            v = getattr(self, name)
-            if v is not None and (v < 1 or v % 2 == 0):
-                raise ValueError(f"{name} must be an odd size >= 1, got {v}")
+        check_odd_sizes(self, "n", "m")
         if self.levels is not None and not 1 <= self.levels <= 8:
             raise ValueError(f"levels must be in 1..8, got {self.levels}")
         if not self.max_disp > 0:
