@@ -90,6 +90,24 @@ class FitResult:
     losses: list[float]
 
 
+def make_optimizer(
+    model: nn.Module, cfg: OptimConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam over the model's weight-decay groups, with the papers' step decay."""
+    if hasattr(model, "param_groups"):  # a model with its own weight-decay groups (P2P)
+        groups = model.param_groups()
+    else:
+        decayed = set(getattr(model, "decayed_parameters", lambda: [])())
+        groups = [
+            {"params": [p for p in model.parameters() if p not in decayed], "weight_decay": 0.0},
+            {"params": [p for p in model.parameters() if p in decayed],
+             "weight_decay": cfg.weight_decay},
+        ]
+    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
+    return opt, sched
+
+
 def fit(
     model: nn.Module,
     lr: np.ndarray,
@@ -112,18 +130,7 @@ def fit(
     guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
     mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
     model = model.to(device)
-
-    if hasattr(model, "param_groups"):  # a model with its own weight-decay groups (P2P)
-        groups = model.param_groups()
-    else:
-        decayed = set(getattr(model, "decayed_parameters", lambda: [])())
-        groups = [
-            {"params": [p for p in model.parameters() if p not in decayed], "weight_decay": 0.0},
-            {"params": [p for p in model.parameters() if p in decayed],
-             "weight_decay": cfg.weight_decay},
-        ]
-    opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
+    opt, sched = make_optimizer(model, cfg)
 
     def forward() -> tuple[torch.Tensor, list[torch.Tensor]]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -199,3 +206,80 @@ def seeded(seed: int | None) -> Iterator[None]:
         if seed is not None:
             torch.manual_seed(seed)
         yield
+
+
+#: one training sample of :func:`fit_samples`: normalised (lr, guide, mask) arrays
+Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def fit_samples(
+    model: nn.Module,
+    draw: Callable[[int], Sample],
+    scale: int,
+    cfg: OptimConfig,
+    *,
+    progress: ProgressFn | None = None,
+) -> tuple[int, float, float]:
+    """Fit ``model`` with the cycle loss on a different sample at every step.
+
+    ``draw(step)`` returns the step's normalised ``(lr, guide, mask)`` (e.g. a random crop
+    of a scene). The loss, optimiser and schedule are those of :func:`fit`; early stopping
+    uses a running mean over 25 steps, since single-sample losses are noisy. Returns
+    ``(steps, final running loss, seconds)``; the fitted weights stay in ``model``.
+    """
+    device = resolve_device(cfg.device)
+    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    model = model.to(device)
+    opt, sched = make_optimizer(model, cfg)
+    t0 = time.perf_counter()
+    window: list[float] = []
+    best, since_best, running, step = float("inf"), 0, float("nan"), 0
+    model.train()
+    for step in range(cfg.iterations):
+        lr, guide, mask = draw(step)
+        lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
+        guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = model(lr_t, guide_t)
+        pred, aux = (out[0], list(out[1])) if isinstance(out, tuple) else (out, [])
+        loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
+        for a in aux:
+            loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        value = float(loss.detach())
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"the loss became {value} at step {step}; lower the learning rate or check "
+                "the inputs for extreme values"
+            )
+        window = (window + [value])[-25:]
+        running = float(np.mean(window))
+        if progress is not None:
+            progress(step + 1, cfg.iterations, running)
+        if cfg.early_stop is not None and len(window) == 25:
+            if running < best * (1.0 - cfg.early_stop_tol):
+                best, since_best = running, 0
+            else:
+                since_best += 1
+                if since_best >= cfg.early_stop:
+                    logger.info("early stop at step %d (running loss %.5g)", step + 1, running)
+                    break
+    model.eval()
+    return step + 1, running, time.perf_counter() - t0
+
+
+def infer(model: nn.Module, lr: np.ndarray, guide: np.ndarray, cfg: OptimConfig) -> np.ndarray:
+    """One forward pass of a fitted model: the ``(1, H, W)`` float32 HR prediction."""
+    device = resolve_device(cfg.device)
+    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    model = model.to(device).eval()
+    lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
+    guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        out = model(lr_t, guide_t)
+    pred = out[0] if isinstance(out, tuple) else out
+    return pred.float()[0].cpu().numpy()

@@ -45,6 +45,7 @@ from .errors import InputError, OptionError
 from .grid import OutputGrid, Window, guide_resolution_in, output_grid
 from .io import RasterInfo, raster_info
 from .normalize import BandStats, _spread_floor, prepare_guide, prepare_lr
+from .scene import SceneConfig, check_mode
 from .tiling import Tile, TileLayout, axis_weight, blocks
 
 logger = logging.getLogger(__name__)
@@ -177,6 +178,13 @@ class Plan:
     #: torch intra-op threads for learned tiles, wherever they run: float reductions
     #: depend on it, so a seeded run is byte-identical on a cluster only with the same count
     torch_threads: int | None = None
+    #: tile (a network per tile), scene or hybrid (geosr.scene)
+    scene: SceneConfig = SceneConfig()
+    #: weights of the scene network (scene/hybrid modes, after geosr.scene.fit_scene)
+    scene_state: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: where tiles and statistics read their pixels: None for the files ``lr.path`` and
+    #: ``guide.path`` (:class:`FileSource`), or e.g. :class:`geosr.xr.ArraySource`
+    source: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -201,6 +209,7 @@ class Plan:
             },
             "method": self.method,
             "options": self.options,
+            "mode": self.scene.to_dict(),
             "scale": self.scale,
             "output_grid": self.grid.to_dict(),
             "nodata": None if math.isnan(self.out_nodata) else self.out_nodata,
@@ -289,8 +298,8 @@ def method_options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_plan(
-    lr_path: str | os.PathLike[str],
-    guide_path: str | os.PathLike[str],
+    lr_path: str | os.PathLike[str] | RasterInfo,
+    guide_path: str | os.PathLike[str] | RasterInfo,
     *,
     scale: int,
     method: str = "mmsr",
@@ -300,8 +309,13 @@ def make_plan(
     nodata: float | None = None,
     tiling: TilingConfig | None = None,
     guide_resampling: str | None = None,
+    scene: SceneConfig | None = None,
 ) -> Plan:
-    """Check the inputs and lay out the work (reads metadata only)."""
+    """Check the inputs and lay out the work (reads metadata only).
+
+    The inputs are file paths, or :class:`RasterInfo` descriptions of in-memory rasters
+    (then give the plan a ``source`` that reads them; see :mod:`geosr.xr`).
+    """
     from .api import check_scale
     from .models import get_method
 
@@ -309,8 +323,10 @@ def make_plan(
     tiling = tiling or TilingConfig()
     options = dict(method_options or {})
     m = get_method(method, **options)  # validates the options
-    lr = raster_info(lr_path, "LR")
-    guide = raster_info(guide_path, "guide")
+    scene = scene or SceneConfig()
+    check_mode(method, scene.mode)
+    lr = lr_path if isinstance(lr_path, RasterInfo) else raster_info(lr_path, "LR")
+    guide = guide_path if isinstance(guide_path, RasterInfo) else raster_info(guide_path, "guide")
     band = _select_lr_band(lr, lr_band)
     gbands = _select_guide_bands(guide, guide_bands)
     grid = output_grid(lr.geometry, guide.geometry, scale)
@@ -338,6 +354,7 @@ def make_plan(
         guide_resampling=guide_resampling,
         workers=workers,
         torch_threads=None if is_deterministic(method) else _local_torch_threads(),
+        scene=scene,
     )
 
 
@@ -373,13 +390,28 @@ class _Moments:
         self.m2 = np.zeros(bands)
 
     def update(self, x: np.ndarray) -> None:
-        for b, band in enumerate(np.asarray(x, dtype=np.float64)):
+        self.add(self.partial(x))
+
+    @staticmethod
+    def partial(x: np.ndarray) -> list[tuple[int, float, float] | None]:
+        """Per band ``(count, mean, M2)`` of the finite values of ``x`` (None: no value)."""
+        out: list[tuple[int, float, float] | None] = []
+        for band in np.asarray(x, dtype=np.float64):
             vals = band[np.isfinite(band)]
-            nb = vals.size
-            if nb == 0:
+            if vals.size == 0:
+                out.append(None)
                 continue
             mb = vals.mean()
-            m2b = ((vals - mb) ** 2).sum()
+            out.append((vals.size, mb, ((vals - mb) ** 2).sum()))
+        return out
+
+    def add(self, partial: Sequence[tuple[int, float, float] | None]) -> None:
+        """Fold in the moments of one block (:meth:`partial`); blocks added in the same
+        order give the same bits whether they were computed here or elsewhere."""
+        for b, part in enumerate(partial):
+            if part is None:
+                continue
+            nb, mb, m2b = part
             na = self.n[b]
             n = na + nb
             delta = mb - self.mean[b]
@@ -406,32 +438,31 @@ def _stride(n_pixels: int) -> int:
     return max(1, math.ceil(math.sqrt(n_pixels / STATS_FULL_PIXELS)))
 
 
-def compute_stats(plan: Plan) -> Plan:
-    """Scene-level normalisation statistics of the LR and of the guide on the output grid.
+@dataclasses.dataclass(frozen=True)
+class StatsReads:
+    """The reads behind the scene statistics: LR windows (absolute LR pixels, with the
+    decimated shape to read them at, or None) and guide blocks of ``guide_target`` (the
+    output grid, or ``(crs, transform, width, height)`` of a grid ``k`` times coarser)."""
 
-    Every pixel is used up to ``STATS_FULL_PIXELS`` per raster (then they equal the
-    statistics of the whole array); above that, a decimated read with a constant stride.
-    Raises :class:`InputError` when the LR has no valid pixel in the output grid.
-    """
+    lr: tuple[tuple[Window, tuple[int, int] | None], ...]
+    guide_target: Any
+    guide_resampling: str
+    guide_blocks: tuple[Window, ...]
+
+
+def stats_reads(plan: Plan) -> StatsReads:
+    """What :func:`compute_stats` reads: every pixel up to ``STATS_FULL_PIXELS`` per
+    raster, above that a decimated read with a constant stride."""
     from affine import Affine
-
-    from .io import guide_vrt, read_guide, read_lr
 
     g = plan.grid
     lrw = g.lr_window
-    # LR
     k = _stride(lrw.height * lrw.width)
-    lr_m = _Moments(1)
-    for blk in blocks(lrw.height, lrw.width, STATS_BLOCK * k):
-        shape = None if k == 1 else (math.ceil(blk.height / k), math.ceil(blk.width / k))
-        x = read_lr(plan.lr.path, plan.lr_band, plan.lr_window(blk), nodata=plan.lr_nodata,
-                    out_shape=shape)
-        lr_m.update(x)
-    if lr_m.n[0] == 0:
-        raise InputError(
-            f"the LR raster {plan.lr.path!r} has no valid pixel where it overlaps the guide "
-            "(all nodata); check --nodata / the file's nodata value, or the LR band"
-        )
+    lr = tuple(
+        (plan.lr_window(blk),
+         None if k == 1 else (math.ceil(blk.height / k), math.ceil(blk.width / k)))
+        for blk in blocks(lrw.height, lrw.width, STATS_BLOCK * k)
+    )
     # guide, on the output grid (or on a grid k times coarser for big scenes)
     k = _stride(g.height * g.width)
     if k == 1:
@@ -442,10 +473,17 @@ def compute_stats(plan: Plan) -> Plan:
         h, w = math.ceil(g.height / k), math.ceil(g.width / k)
         target = (g.crs, g.transform @ Affine.scale(k), w, h)
         resampling = "nearest"
-    g_m = _Moments(len(plan.guide_bands))
-    with guide_vrt(plan.guide, target, resampling) as (vrt, mask_band):
-        for blk in blocks(h, w, STATS_BLOCK):
-            g_m.update(read_guide(vrt, mask_band, plan.guide_bands, blk))
+    return StatsReads(lr, target, resampling, tuple(blocks(h, w, STATS_BLOCK)))
+
+
+def with_stats(plan: Plan, lr_m: _Moments, g_m: _Moments) -> Plan:
+    """The plan with the statistics of its reads, or :class:`InputError` if one of the
+    inputs has no valid pixel."""
+    if lr_m.n[0] == 0:
+        raise InputError(
+            f"the LR raster {plan.lr.path!r} has no valid pixel where it overlaps the guide "
+            "(all nodata); check --nodata / the file's nodata value, or the LR band"
+        )
     if g_m.n.min() == 0:
         raise InputError(
             f"the guide {plan.guide.path!r} has no valid pixel over the output grid; check "
@@ -455,26 +493,110 @@ def compute_stats(plan: Plan) -> Plan:
     return dataclasses.replace(plan, lr_stats=lr_m.stats(), guide_stats=g_m.stats())
 
 
+def compute_stats(plan: Plan) -> Plan:
+    """Scene-level normalisation statistics of the LR and of the guide on the output grid.
+
+    Every pixel is used up to ``STATS_FULL_PIXELS`` per raster (then they equal the
+    statistics of the whole array); above that, a decimated read with a constant stride.
+    Raises :class:`InputError` when the LR has no valid pixel in the output grid.
+    """
+    src = input_source(plan)
+    reads = stats_reads(plan)
+    lr_m = _Moments(1)
+    for win, shape in reads.lr:
+        lr_m.update(src.read_lr(plan, win, out_shape=shape))
+    g_m = _Moments(len(plan.guide_bands))
+    with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
+        for blk in reads.guide_blocks:
+            g_m.update(read(blk))
+    return with_stats(plan, lr_m, g_m)
+
+
+# -- input sources -----------------------------------------------------------------------
+class FileSource:
+    """Pixels of the plan's input files (``plan.lr.path``, ``plan.guide.path``).
+
+    A source has two methods: ``read_lr(plan, window, out_shape=None)`` returns an absolute
+    LR window of the plan's band as ``(1, h, w)`` float32, NaN = nodata;
+    ``guide_reader(plan, target, resampling)`` is a context manager yielding
+    ``read(window) -> (C, h, w)`` float32 (NaN = no data) of the guide's plan bands
+    resampled onto ``target`` (an :class:`OutputGrid` or ``(crs, transform, w, h)``).
+    """
+
+    def read_lr(
+        self, plan: Plan, window: Window, out_shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        from .io import read_lr
+
+        return read_lr(plan.lr.path, plan.lr_band, window, nodata=plan.lr_nodata,
+                       out_shape=out_shape)
+
+    @contextlib.contextmanager
+    def guide_reader(
+        self, plan: Plan, target: Any, resampling: str
+    ) -> Iterator[Callable[[Window], np.ndarray]]:
+        from .io import guide_vrt, read_guide
+
+        with guide_vrt(plan.guide, target, resampling) as (vrt, mask_band):
+            yield lambda w: read_guide(vrt, mask_band, plan.guide_bands, w)
+
+
+def input_source(plan: Plan) -> Any:
+    """The plan's pixel source (:class:`FileSource` unless it has another)."""
+    return plan.source if plan.source is not None else FileSource()
+
+
 # -- tile task ---------------------------------------------------------------------------
-def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
-    """HR prediction over ``tile.extent`` (NaN where the LR is nodata), None if no valid pixel."""
-    from .io import guide_vrt, read_guide, read_lr
+def read_tile_inputs(plan: Plan, ctx: Window) -> tuple[np.ndarray, np.ndarray]:
+    """LR ``(1, h, w)`` (NaN = nodata) and guide on the output grid ``(C, s*h, s*w)`` of a
+    grid-relative LR window."""
+    return read_tile_lr(plan, ctx), read_tile_guide(plan, ctx)
+
+
+def read_tile_lr(plan: Plan, ctx: Window) -> np.ndarray:
+    return input_source(plan).read_lr(plan, plan.lr_window(ctx))
+
+
+def read_tile_guide(plan: Plan, ctx: Window) -> np.ndarray:
+    with input_source(plan).guide_reader(plan, plan.grid, plan.guide_resampling) as read:
+        return read(ctx.scaled(plan.scale))
+
+
+def predict_normalised(
+    plan: Plan, x: np.ndarray, guide: np.ndarray, valid: np.ndarray
+) -> np.ndarray:
+    """The method on one tile's normalised inputs, as the plan's mode says: a fresh fit
+    (tile), the scene network (scene) or a short fit from it (hybrid)."""
     from .models import get_method
 
+    mode = plan.scene.mode
+    if mode == "tile":
+        return get_method(plan.method, **plan.options)(x, guide, plan.scale, mask=valid)
+    if plan.scene_state is None:
+        raise ValueError(f"mode {mode!r} needs the scene network; call geosr.scene.fit_scene")
+    if mode == "scene":
+        method = get_method(plan.method, **plan.options)
+        return method.predict_from(plan.scene_state, x, guide, plan.scale)
+    opts = {**plan.options, "iterations": plan.scene.hybrid_iterations}
+    method = get_method(plan.method, **opts)
+    res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
+    return res.prediction.astype(np.float32)
+
+
+def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
+    """HR prediction over ``tile.extent`` (NaN where the LR is nodata), None if no valid pixel."""
     if plan.lr_stats is None or plan.guide_stats is None:
         raise ValueError("the plan has no scene statistics; call compute_stats(plan) first")
     s = plan.scale
     ctx, ext = tile.context, tile.extent
-    lr = read_lr(plan.lr.path, plan.lr_band, plan.lr_window(ctx), nodata=plan.lr_nodata)
     inner = ext.slices(origin=(ctx.row0, ctx.col0))
+    lr = read_tile_lr(plan, ctx)
     if not np.isfinite(lr[(slice(None), *inner)]).any():
         return None
-    with guide_vrt(plan.guide, plan.grid, plan.guide_resampling) as (vrt, mask_band):
-        guide = read_guide(vrt, mask_band, plan.guide_bands, ctx.scaled(s))
+    guide = read_tile_guide(plan, ctx)
     x, valid = prepare_lr(lr, plan.lr_stats)
     gn = prepare_guide(guide, plan.guide_stats)
-    method = get_method(plan.method, **plan.options)
-    hr = plan.lr_stats.invert(method(x, gn, s, mask=valid))
+    hr = plan.lr_stats.invert(predict_normalised(plan, x, gn, valid))
     hr_valid = np.repeat(np.repeat(valid, s, axis=1), s, axis=2)
     hr[~hr_valid] = np.nan
     crop = ext.scaled(s).slices(origin=(ctx.row0 * s, ctx.col0 * s))
@@ -681,6 +803,23 @@ def write_mosaic(
 
 
 # -- driver ------------------------------------------------------------------------------
+def scene_network(
+    plan: Plan, store: Any, *, progress: Callable[[int, int, float], None] | None = None
+) -> tuple[Plan, dict[str, Any]]:
+    """The plan with its scene network: reused from the tile store (a resumed run) or
+    fitted now and stored there."""
+    from .scene import fit_scene
+
+    key = "scene-model"
+    if store.has(key):
+        state = bytes(np.asarray(store.get(key)))
+        return dataclasses.replace(plan, scene_state=state), {"reused": True}
+    plan, summary = fit_scene(plan, plan.scene, progress=progress)
+    assert plan.scene_state is not None
+    store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
+    return plan, summary
+
+
 def run(
     lr_path: str | os.PathLike[str],
     guide_path: str | os.PathLike[str],
@@ -700,6 +839,9 @@ def run(
     client: Any = None,
     resume: bool = False,
     stac: bool = False,
+    mode: str = "tile",
+    scene: SceneConfig | None = None,
+    scene_progress: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Super-resolve a georeferenced LR raster with a guide raster into ``out_path``.
 
@@ -711,12 +853,17 @@ def run(
     ``resume``: continue an interrupted run: intact tiles of its store are reused, the store
     is kept when this run fails too, and an existing output means the job is finished
     (nothing is done unless ``output.overwrite``). ``stac``: also write a STAC item next to
-    the output (:func:`geosr.stac.item_path`).
+    the output (:func:`geosr.stac.item_path`). ``mode``: ``tile`` (a network per tile, the
+    papers' protocol), ``scene`` or ``hybrid`` (:mod:`geosr.scene`; ``scene`` gives its
+    settings, ``scene_progress(step, total, loss)`` follows its fit).
     """
     from .io import check_output_path, remove_stale_temps, temp_path, to_cog
     from .store import TileStore, store_path
 
     output = output or OutputConfig()
+    scene = scene if scene is not None else SceneConfig(mode=mode)
+    if scene.mode != mode and mode != "tile":
+        raise OptionError(f"mode {mode!r} disagrees with scene.mode {scene.mode!r}")
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     stage = on_stage or (lambda name: None)
@@ -754,6 +901,7 @@ def run(
         nodata=nodata,
         tiling=tiling,
         guide_resampling=guide_resampling,
+        scene=scene,
     )
     timings["plan"] = time.perf_counter() - t0
     t = time.perf_counter()
@@ -766,6 +914,12 @@ def run(
     ok = False
     try:
         store.open(plan.fingerprint())
+        scene_summary = None
+        if plan.scene.mode != "tile":
+            t = time.perf_counter()
+            stage("scene")
+            plan, scene_summary = scene_network(plan, store, progress=scene_progress)
+            timings["scene"] = time.perf_counter() - t
         t = time.perf_counter()
         stage("tiles")
         counts = run_tiles(plan, str(store.path), progress=progress, client=client)
@@ -826,6 +980,8 @@ def run(
         "cog": output.cog,
         "output_grid": plan.grid.to_dict(),
         "tiles": counts,
+        "mode": plan.scene.to_dict(),
+        "scene_fit": scene_summary,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "output_megapixels": round(out_px / 1e6, 3),
         "megapixels_per_second": round(out_px / 1e6 / max(timings["total"], 1e-9), 3),

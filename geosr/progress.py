@@ -6,6 +6,7 @@ progress bar. Every event has ``"event"`` and ``"percent"`` (0..100, never decre
 within one run)::
 
     {"event": "stage", "stage": "stats", "percent": 2.0}
+    {"event": "scene", "step": 10, "total": 500, "loss": 0.081, "percent": 3.04}  (--mode scene)
     {"event": "tiles", "done": 3, "total": 9, "percent": 31.0}
     {"event": "stage", "stage": "mosaic", "percent": 90.0}
     {"event": "done", "output": "out.tif", "percent": 100.0}
@@ -22,7 +23,7 @@ import threading
 from typing import IO, Any
 
 #: where each stage of one run starts, in percent; tiles fill the span up to the mosaic
-STAGE_PERCENT = {"stats": 2.0, "tiles": 5.0, "mosaic": 90.0, "cog": 95.0}
+STAGE_PERCENT = {"stats": 2.0, "scene": 3.0, "tiles": 5.0, "mosaic": 90.0, "cog": 95.0}
 
 
 class JsonProgress:
@@ -56,6 +57,14 @@ class JsonProgress:
     def tiles(self, done: int, total: int) -> None:
         lo, hi = STAGE_PERCENT["tiles"], STAGE_PERCENT["mosaic"]
         self.emit("tiles", lo + (hi - lo) * done / max(total, 1), done=done, total=total)
+
+    def scene(self, step: int, total: int, loss: float) -> None:
+        """Steps of the scene network's fit (``--mode scene|hybrid``)."""
+        if step % 10 and step != total:  # every 10th step is enough for a GUI
+            return
+        lo, hi = STAGE_PERCENT["scene"], STAGE_PERCENT["tiles"]
+        self.emit("scene", lo + (hi - lo) * step / max(total, 1), step=step, total=total,
+                  loss=round(loss, 6))
 
     def done(self, **fields: Any) -> None:
         self.emit("done", 100.0, **fields)

@@ -130,6 +130,27 @@ method_option_opt = click.option(
     metavar="KEY=VALUE", help="Any method option, e.g. -O eps=0.001 (repeatable).",
 )
 
+# -- mode: a network per tile, or one for the scene ----------------------------------------
+mode_opt = click.option(
+    "--mode", type=click.Choice(["tile", "scene", "hybrid"]), default="tile",
+    show_default=True,
+    help="Learned methods: tile fits a network per tile (the papers' protocol); scene fits "
+    "one network on random crops of the whole scene and applies it to every tile (much "
+    "faster on large scenes); hybrid fine-tunes that network per tile.",
+)
+scene_iterations_opt = click.option(
+    "--scene-iterations", type=click.IntRange(min=1), default=None,
+    help="Steps of the scene network's fit (--mode scene/hybrid; default: --iterations).",
+)
+scene_crop_opt = click.option(
+    "--scene-crop", type=click.IntRange(min=4), default=48, show_default=True,
+    help="Side of the random scene crops the scene network is fitted on, in LR pixels.",
+)
+hybrid_iterations_opt = click.option(
+    "--hybrid-iterations", type=click.IntRange(min=1), default=100, show_default=True,
+    help="Per-tile fine-tune steps from the scene network (--mode hybrid).",
+)
+
 # -- tiling ------------------------------------------------------------------------------
 tile_size_opt = click.option(
     "--tile-size", type=click.IntRange(min=2), default=None,
@@ -211,6 +232,7 @@ def common_options(f: F) -> F:
     return _stack(
         lr_opt, guide_opt, scale_opt, output_opt, example_opt,
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
+        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,

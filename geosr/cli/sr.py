@@ -170,6 +170,42 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             )
 
 
+def _scene_config(kw: dict[str, Any]) -> Any:
+    from ..scene import SceneConfig
+
+    return SceneConfig(mode=kw.get("mode") or "tile", iterations=kw.get("scene_iterations"),
+                       crop=kw.get("scene_crop") or 48,
+                       hybrid_iterations=kw.get("hybrid_iterations") or 100)
+
+
+def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:
+    """Callback for the scene network's fit: JSON events, a bar, or None."""
+    if (kw.get("mode") or "tile") == "tile":
+        return None
+    if rep is not None:
+        return rep.scene
+    mode = kw.get("progress_mode", "auto")
+    if mode == "none" or (mode == "auto" and kw["quiet"]):
+        return None
+    from tqdm import tqdm
+
+    holder: list[Any] = []
+
+    def update(step: int, total: int, loss: float) -> None:
+        if not holder:
+            holder.append(tqdm(total=total, unit="step", desc="scene network",
+                               dynamic_ncols=True, file=click.get_text_stream("stderr"),
+                               leave=False))
+        bar = holder[0]
+        bar.n = step
+        bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        bar.refresh()
+        if step == total:
+            bar.close()
+
+    return update
+
+
 def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict | None:
     from ..cluster import dask_client
     from ..errors import GeosrError, GridError, InputError, OptionError
@@ -191,6 +227,7 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 "guide_bands": kw["guide_bands"],
                 "nodata": kw["nodata"],
                 "tiling": tiling,
+                "scene": _scene_config(kw),
             }
             if kw["dry_run"]:
                 from ..io import check_output_path
@@ -213,7 +250,8 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 summary = run(
                     lr, guide, kw["output"], output=output, progress=update,
                     on_stage=rep.stage if rep is not None else None, client=client,
-                    resume=kw.get("resume", False), stac=kw.get("stac", False), **common,
+                    resume=kw.get("resume", False), stac=kw.get("stac", False),
+                    scene_progress=_scene_progress(kw, rep), **common,
                 )
             if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,

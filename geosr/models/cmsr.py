@@ -176,6 +176,7 @@ class CMSR(LearnedMethod):
     """CMSR (CVPR 2021) through geosr's shared loop: see the module docstring."""
 
     name = "cmsr"
+    scene_modes = False  # it trains on father/son crops of one image and back-projects per image
     Options = CMSROptions
 
     def build_model(self, guide_channels: int, scale: int) -> CMSRNet:

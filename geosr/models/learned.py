@@ -42,6 +42,9 @@ class LearnedOptions(MethodOptions):
 class LearnedMethod(Method):
     deterministic = False
     Options = LearnedOptions
+    #: whether one network may be fitted on a whole scene and applied to every tile
+    #: (``--mode scene|hybrid``): true for models trained on the full-image cycle loss
+    scene_modes: bool = True
 
     def build_model(self, guide_channels: int, scale: int) -> Any:
         raise NotImplementedError
@@ -50,17 +53,68 @@ class LearnedMethod(Method):
         """Loop settings that differ from the MMSR/RobSelf defaults (e.g. no lr decay)."""
         return {}
 
-    def fit(self, lr, guide, scale, mask, *, progress=None, snapshot_steps=()):
-        """Run the shared loop; returns :class:`geosr.optimize.FitResult`."""
+    def optim_config(self, **changes: Any) -> Any:
+        return dataclasses.replace(
+            self.options.optim_config(), **{**self.optim_overrides(), **changes}
+        )
+
+    def fit(self, lr, guide, scale, mask, *, progress=None, snapshot_steps=(), init_state=None):
+        """Run the shared loop; returns :class:`geosr.optimize.FitResult`.
+
+        ``init_state``: weights to start from (bytes of :meth:`fit_scene`) instead of a
+        fresh initialisation (the ``hybrid`` mode's per-tile fits).
+        """
         from ..optimize import fit, seeded
 
-        cfg = dataclasses.replace(self.options.optim_config(), **self.optim_overrides())
+        cfg = self.optim_config()
         with seeded(cfg.seed):
             model = self.build_model(guide.shape[0], scale)
+            if init_state is not None:
+                model.load_state_dict(load_state(init_state))
             return fit(
                 model, lr, guide, scale, mask, cfg, progress=progress,
                 snapshot_steps=snapshot_steps,
             )
 
+    def fit_scene(self, draw, guide_channels: int, scale: int, *, iterations=None,
+                  progress=None) -> tuple[bytes, dict[str, Any]]:
+        """Fit one network on samples ``draw(step) -> (lr, guide, mask)`` (random crops of a
+        scene); returns its weights as bytes and a summary (steps, loss, seconds)."""
+        from ..optimize import fit_samples, seeded
+
+        changes = {} if iterations is None else {"iterations": int(iterations)}
+        cfg = self.optim_config(**changes)
+        with seeded(cfg.seed):
+            model = self.build_model(guide_channels, scale)
+            steps, loss, seconds = fit_samples(model, draw, scale, cfg, progress=progress)
+        return dump_state(model), {"steps": steps, "loss": loss, "seconds": round(seconds, 3)}
+
+    def predict_from(self, state: bytes, lr, guide, scale: int) -> np.ndarray:
+        """Apply a fitted network (bytes of :meth:`fit_scene`) to one input, no fitting."""
+        from ..optimize import infer
+
+        model = self.build_model(guide.shape[0], scale)
+        model.load_state_dict(load_state(state))
+        return infer(model, lr, guide, self.optim_config()).astype(np.float32)
+
     def run(self, lr, guide, scale, mask, *, progress):  # type: ignore[override]
         return self.fit(lr, guide, scale, mask, progress=progress).prediction.astype(np.float32)
+
+
+def dump_state(model: Any) -> bytes:
+    """A model's weights as bytes (CPU tensors): picklable, hashable, device-free."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    return buf.getvalue()
+
+
+def load_state(state: bytes) -> dict[str, Any]:
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(state), map_location="cpu", weights_only=True)

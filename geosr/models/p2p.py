@@ -110,6 +110,7 @@ class P2P(LearnedMethod):
     """PixTransform (ICCV 2019) through geosr's shared loop: see the module docstring."""
 
     name = "p2p"
+    scene_modes = False  # its network takes pixel coordinates, which are per image
     Options = P2POptions
 
     def build_model(self, guide_channels: int, scale: int) -> PixTransformNet:

@@ -1,0 +1,132 @@
+"""Scene and hybrid modes (geosr.scene): one network fitted on random crops of the scene."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from geosr import get_method, pipeline
+from geosr.cli.main import cli
+from geosr.errors import OptionError
+from geosr.optimize import OptimConfig, fit_samples, masked_cycle_loss
+from geosr.pipeline import OutputConfig, TilingConfig
+from geosr.scene import SceneConfig
+from geosr.store import TileStore
+
+from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
+
+FAST = {"iterations": 8, "preset": "dem", "width": 8}
+TILING = TilingConfig(tile_size=16, overlap=8)
+
+
+def _run(scene: dict[str, Any], name: str, mode: str, **kw: Any) -> dict[str, Any]:
+    cfg = SceneConfig(mode=mode, crop=12, pool=6, hybrid_iterations=3)
+    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name, scale=scene["scale"],
+                        method="mmsr", method_options=FAST, tiling=TILING, scene=cfg,
+                        output=OutputConfig(cog=False, **kw))
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1, masked=True).filled(np.nan)
+
+
+def test_fit_samples__draws_a_sample_per_step_and_learns() -> None:
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(3):
+        g = rng.random((3, 32, 32), dtype=np.float32)
+        lr = torch.nn.functional.avg_pool2d(torch.from_numpy(g[:1])[None], 4)[0].numpy()
+        samples.append((lr, g, np.ones_like(lr, bool)))
+    drawn: list[int] = []
+
+    def draw(step: int) -> Any:
+        drawn.append(step)
+        return samples[step % 3]
+
+    model = get_method("mmsr", **FAST).build_model(3, 4)
+    steps, loss, _ = fit_samples(model, draw, 4, OptimConfig(iterations=12, device="cpu"))
+    assert drawn == list(range(12)) and steps == 12 and np.isfinite(loss)
+
+
+def test_scene_mode__one_network_for_every_tile(scene: dict[str, Any]) -> None:
+    s = _run(scene, "scene.tif", "scene", keep_tiles=True)
+    assert s["mode"]["mode"] == "scene" and s["scene_fit"]["steps"] == FAST["iterations"]
+    assert s["scene_fit"]["crops"] == 6 and s["tiles"]["done"] > 1
+    out = _read(scene["dir"] / "scene.tif")
+    lr = scene["lr_array"]
+    assert np.isfinite(out).sum() > 0.9 * out.size
+    # nodata of the LR stays nodata
+    assert np.isnan(out[3 * 4 : 7 * 4, 30 * 4 : 36 * 4]).all()
+    # the scene network is in the store, and a resumed run reuses it instead of refitting
+    store = TileStore(scene["dir"] / "scene.tif.tiles")
+    assert store.has("scene-model")
+    plan = pipeline.compute_stats(pipeline.make_plan(
+        scene["lr"], scene["guide"], scale=4, method="mmsr", method_options=FAST,
+        tiling=TILING, scene=SceneConfig(mode="scene", crop=12, pool=6)))
+    plan2, summary = pipeline.scene_network(plan, store)
+    assert summary == {"reused": True} and plan2.scene_state is not None
+    # cycle consistency holds roughly where the LR is valid (a sanity check of the units)
+    down = out.reshape(lr.shape[0], 4, lr.shape[1], 4).mean(axis=(1, 3))
+    ok = np.isfinite(down) & np.isfinite(lr)
+    assert np.abs(down[ok] - lr[ok]).mean() < np.nanstd(lr)
+
+
+def test_scene_mode__seeded_runs_are_identical(scene: dict[str, Any]) -> None:
+    _run(scene, "a.tif", "scene")
+    _run(scene, "b.tif", "scene")
+    a, b = _read(scene["dir"] / "a.tif"), _read(scene["dir"] / "b.tif")
+    np.testing.assert_array_equal(a, b)
+
+
+def test_hybrid__tile_fits_start_from_the_scene_network() -> None:
+    rng = np.random.default_rng(1)
+    g = rng.random((3, 40, 40), dtype=np.float32)
+    lr = torch.nn.functional.avg_pool2d(torch.from_numpy(g[:1])[None], 4)[0].numpy()
+    mask = np.ones_like(lr, bool)
+    m = get_method("mmsr", **FAST)
+    state, _ = m.fit_scene(lambda step: (lr, g, mask), 3, 4, iterations=5)
+    pred = m.predict_from(state, lr, g, 4)
+    expected = float(masked_cycle_loss(torch.from_numpy(pred)[None], torch.from_numpy(lr)[None],
+                                       torch.ones(1, *lr.shape), 4))
+    one = get_method("mmsr", **{**FAST, "iterations": 1})
+    res = one.fit(lr, g, 4, mask, init_state=state)
+    assert res.losses[0] == pytest.approx(expected, rel=1e-5)
+    fresh = one.fit(lr, g, 4, mask)
+    assert fresh.losses[0] != pytest.approx(expected, rel=1e-3)
+
+
+def test_hybrid_mode__runs_through_the_pipeline(scene: dict[str, Any]) -> None:
+    s = _run(scene, "hybrid.tif", "hybrid")
+    assert s["mode"] == {"mode": "hybrid", "iterations": None, "crop": 12, "pool": 6,
+                         "min_valid": 0.5, "hybrid_iterations": 3}
+    assert np.isfinite(_read(scene["dir"] / "hybrid.tif")).any()
+
+
+def test_modes__bad_combinations_are_option_errors(scene: dict[str, Any]) -> None:
+    for method in ("bicubic", "p2p"):
+        with pytest.raises(OptionError, match="--mode tile"):
+            pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method=method,
+                               scene=SceneConfig(mode="scene"))
+    with pytest.raises(OptionError, match="mode must be one of"):
+        SceneConfig(mode="global")
+
+
+def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
+    r = CliRunner().invoke(cli, ["dem-sr", "--lr", scene["lr"], "--guide", scene["guide"],
+                                 "--scale", "4", "-o", str(scene["dir"] / "o.tif"),
+                                 "--mode", "hybrid", "--hybrid-iterations", "20", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["mode"]["hybrid_iterations"] == 20
+    r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--lr", scene["lr"],
+                                 "--guide", scene["guide"], "--scale", "4",
+                                 "-o", str(scene["dir"] / "o.tif"), "--mode", "scene"])
+    assert r.exit_code == 2 and "use --mode tile" in r.output
+    assert not (scene["dir"] / "o.tif").exists()
