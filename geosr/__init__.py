@@ -19,6 +19,15 @@ def super_resolve(lr: Any, guide: Any, scale: int, method: str = "mmsr", **optio
     return _sr(lr, guide, scale, method, **options)
 
 
+def super_resolve_xr(
+    lr: Any, guide: Any, scale: int, *, method: str = "mmsr", **options: Any
+) -> Any:
+    """Super-resolve georeferenced xarray DataArrays; see :func:`geosr.xr.super_resolve_xr`."""
+    from .xr import super_resolve_xr as _srx
+
+    return _srx(lr, guide, scale, method=method, **options)
+
+
 def get_method(name: str, **options: Any) -> Method:
     """Build a registered method by name; see :func:`geosr.models.get_method`."""
     from .models import get_method as _gm
@@ -33,4 +42,5 @@ def list_methods() -> list[str]:
     return _lm()
 
 
-__all__ = ["GeosrError", "__version__", "get_method", "list_methods", "super_resolve"]
+__all__ = ["GeosrError", "__version__", "get_method", "list_methods", "super_resolve",
+           "super_resolve_xr"]

@@ -63,6 +63,10 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "workers": int,
     "cog": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
     "datetime": str,
+    "mode": str,
+    "scene_iterations": int,
+    "scene_crop": int,
+    "hybrid_iterations": int,
 }
 STATUS_DIR = "scenes"
 REPORT = "report.json"
@@ -230,6 +234,7 @@ def read_status(state_dir: str | os.PathLike[str], scene_id: str) -> dict[str, A
 def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :func:`geosr.pipeline.run` for a scene (defaults < scene)."""
     from .pipeline import OutputConfig, TilingConfig, method_options_for
+    from .scene import SceneConfig
 
     s = {**defaults, **dict(scene.settings)}
     if not s.get("scale"):
@@ -253,6 +258,10 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
             keep_tiles=bool(s.get("keep_tiles")),
         ),
         "stac": bool(s.get("stac", True)),
+        "scene": SceneConfig(
+            mode=s.get("mode") or "tile", iterations=s.get("scene_iterations"),
+            crop=s.get("scene_crop") or 48, hybrid_iterations=s.get("hybrid_iterations") or 100,
+        ),
     }
 
 

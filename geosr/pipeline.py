@@ -746,7 +746,8 @@ def mosaic_block(plan: Plan, store: Any, block: Window) -> np.ndarray:
             continue
         rs, cs = inter.slices(origin=(ext.row0, ext.col0))
         f = np.asarray(arr[rs, cs], dtype=np.float64)
-        w = axis_weight(rspans, t.row, s)[rs][:, None] * axis_weight(cspans, t.col, s)[cs][None]
+        w = (axis_weight(rspans, t.row, s, lay.blend)[rs][:, None]
+             * axis_weight(cspans, t.col, s, lay.blend)[cs][None])
         ok = np.isfinite(f)
         w = np.where(ok, w, 0.0)
         br, bc = inter.slices(origin=(block.row0, block.col0))

@@ -44,22 +44,37 @@ def cosine_ramp(length: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
-def axis_weight(spans: list[tuple[int, int]], i: int, scale: int = 1) -> np.ndarray:
+def _ramp(overlap: int, blend: int | None) -> np.ndarray:
+    """Rising weight across an overlap of ``overlap`` px: a cosine ramp ``blend`` px wide
+    (None: the whole overlap) centred in it, 0 before and 1 after."""
+    b = overlap if blend is None else max(1, min(int(blend), overlap))
+    pad = (overlap - b) // 2
+    w = np.ones(overlap, dtype=np.float32)
+    w[:pad] = 0.0
+    w[pad : pad + b] = cosine_ramp(b)
+    return w
+
+
+def axis_weight(
+    spans: list[tuple[int, int]], i: int, scale: int = 1, blend: int | None = None
+) -> np.ndarray:
     """1-D weight of tile ``i`` over its own extent, in pixels refined by ``scale``.
 
     Ramps up across the overlap with tile ``i - 1`` and down across the overlap with tile
-    ``i + 1``; flat 1 elsewhere, including at the grid edges.
+    ``i + 1``; flat 1 elsewhere, including at the grid edges. ``blend``: width of the ramps
+    in LR pixels, centred in the overlaps (None: the whole overlap).
     """
     start, stop = spans[i]
+    b = None if blend is None else blend * scale
     w = np.ones((stop - start) * scale, dtype=np.float32)
     if i > 0:
         ov = (spans[i - 1][1] - start) * scale
         if ov > 0:
-            w[:ov] *= cosine_ramp(ov)
+            w[:ov] *= _ramp(ov, b)
     if i + 1 < len(spans):
         ov = (stop - spans[i + 1][0]) * scale
         if ov > 0:
-            w[len(w) - ov :] *= cosine_ramp(ov)[::-1]
+            w[len(w) - ov :] *= _ramp(ov, b)[::-1]
     return w
 
 
@@ -90,11 +105,18 @@ class TileLayout:
     halo: int
     row_spans: tuple[tuple[int, int], ...]
     col_spans: tuple[tuple[int, int], ...]
+    #: width of the feather ramps in LR px, centred in each overlap (None: the whole overlap)
+    blend: int | None = None
 
     @classmethod
-    def build(cls, height: int, width: int, tile_size: int, overlap: int, halo: int) -> TileLayout:
+    def build(
+        cls, height: int, width: int, tile_size: int, overlap: int, halo: int,
+        blend: int | None = None,
+    ) -> TileLayout:
         if halo < 0:
             raise ValueError(f"halo must be >= 0, got {halo}")
+        if blend is not None and blend < 1:
+            raise ValueError(f"blend must be >= 1 LR pixel or None, got {blend}")
         return cls(
             height,
             width,
@@ -103,6 +125,7 @@ class TileLayout:
             halo,
             tuple(axis_spans(height, tile_size, overlap)),
             tuple(axis_spans(width, tile_size, overlap)),
+            blend,
         )
 
     @property
@@ -127,8 +150,8 @@ class TileLayout:
 
     def weight(self, tile: Tile, scale: int = 1) -> np.ndarray:
         """Separable 2-D feather weight of ``tile`` over its extent refined by ``scale``."""
-        wr = axis_weight(list(self.row_spans), tile.row, scale)
-        wc = axis_weight(list(self.col_spans), tile.col, scale)
+        wr = axis_weight(list(self.row_spans), tile.row, scale, self.blend)
+        wc = axis_weight(list(self.col_spans), tile.col, scale, self.blend)
         return wr[:, None] * wc[None, :]
 
     def tiles_touching(self, window: Window) -> Iterator[Tile]:

@@ -130,3 +130,14 @@ def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
                                  "-o", str(scene["dir"] / "o.tif"), "--mode", "scene"])
     assert r.exit_code == 2 and "use --mode tile" in r.output
     assert not (scene["dir"] / "o.tif").exists()
+
+
+def test_batch__mode_per_scene_and_from_defaults() -> None:
+    from geosr.batch import Scene, scene_run_kwargs
+
+    sc = Scene("a", "lr.tif", "g.tif", "o.tif", (("mode", "hybrid"), ("hybrid_iterations", 7)))
+    kw = scene_run_kwargs(sc, {"scale": 4, "method": "mmsr", "mode": "tile",
+                               "scene_iterations": 50})
+    assert kw["scene"] == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
+    kw = scene_run_kwargs(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
+    assert kw["scene"].mode == "tile"

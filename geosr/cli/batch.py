@@ -29,7 +29,8 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "workers": None if (kw["scheduler"] or kw["cluster_workers"]) else kw["workers"],
         "cog": kw["cog"], "overwrite": kw["overwrite"],
         "creation_options": kw["creation_options"], "keep_tiles": kw["keep_tiles"],
-        "stac": kw["stac"],
+        "stac": kw["stac"], "mode": kw["mode"], "scene_iterations": kw["scene_iterations"],
+        "scene_crop": kw["scene_crop"], "hybrid_iterations": kw["hybrid_iterations"],
     }
 
 

@@ -246,6 +246,7 @@ def batch_options(f: F) -> F:
     per-scene inputs and output come from the manifest)."""
     return _stack(
         scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
+        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,

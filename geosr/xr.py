@@ -1,0 +1,532 @@
+"""xarray interface: :func:`super_resolve_xr` on georeferenced DataArrays (rioxarray).
+
+::
+
+    import rioxarray, geosr
+    lr = rioxarray.open_rasterio("dsm_2m.tif", chunks=True)      # dask-backed: stays lazy
+    guide = rioxarray.open_rasterio("ortho_0p5m.tif", chunks=True)
+    hr = geosr.super_resolve_xr(lr, guide, 4, method="guided-filter")
+    hr.rio.to_raster("dsm_0p5m.tif")                            # the tiles run here
+
+Design. This is the pipeline of :mod:`geosr.pipeline` with DataArrays in place of files;
+nothing about the grid, the tiles, the statistics or the blending is implemented twice:
+
+- **Plan.** Each DataArray is described by a :class:`~geosr.io.RasterInfo` (CRS and
+  transform from its ``rio`` accessor, nodata from ``rio.nodata`` / ``_FillValue``, the
+  file name from ``encoding["source"]`` when it was opened from a file) and
+  :func:`geosr.pipeline.make_plan` lays out the output grid (:func:`geosr.grid.output_grid`),
+  the tiles and the guide resampling exactly as for ``geosr sr``.
+- **Source.** The pipeline reads pixels through the plan's *source*
+  (:class:`geosr.pipeline.FileSource` by default). :class:`ArraySource` reads them from
+  array pieces instead: an LR window is a slice; the guide on the output grid is the guide
+  sub-array covering the destination's footprint (plus a margin for the resampling
+  kernel), put in an in-memory GeoTIFF and read through the *same* ``WarpedVRT`` onto the
+  same target grid as the CLI (:func:`geosr.io.guide_vrt`: same resampling, same alpha
+  mask, same rounding to the guide's data type).
+- **Graph.** One dask task per statistics read (:func:`geosr.pipeline.stats_reads`) gives
+  the moments of its block; one task folds them in the pipeline's order into the plan's
+  scene statistics (:func:`geosr.pipeline.with_stats`), so they are bit-identical to
+  :func:`geosr.pipeline.compute_stats` on the files. One task per tile takes that plan and
+  its own LR/guide pieces (dask slices of the inputs) and runs
+  :func:`geosr.pipeline.predict_tile`. One task per output block (``tiling.mosaic_block``
+  pixels a side; the result's chunks) blends the tiles touching it with
+  :func:`geosr.pipeline.mosaic_block` (cosine ramps). Each piece of the inputs is read by
+  the tasks that need it only; no task holds a whole raster.
+
+Laziness. When ``lr`` or ``guide`` is dask-backed (``open_rasterio(..., chunks=...)``,
+``.chunk()``), the call only builds that graph: nothing is read or computed (statistics
+included) until the result is computed or written, and input errors that need pixels
+(an LR with no valid pixel) are raised then. Otherwise the inputs are loaded, the graph is
+computed at once on dask's threaded scheduler (``tiling.workers`` threads; one at a time
+for learned methods) and the result is numpy-backed.
+
+Equivalence with the CLI. ``result.rio.to_raster(path)`` writes the values, CRS,
+transform, nodata, band description and ``GEOSR_*`` provenance tags that ``geosr sr`` /
+``geosr dem-sr`` write for the same inputs and options (not the COG layout or
+compression: pass those to ``to_raster``; the LR's unit is kept as a ``units`` attribute).
+A lazy result is written block by block with ``hr.rio.to_raster(path, tiled=True,
+lock=threading.Lock())``; without ``lock`` rioxarray computes it whole first.
+Values are identical when the guide is given in its file's data type (statistics up to
+``STATS_FULL_PIXELS`` per raster use every pixel; above, the decimated reads follow GDAL's
+nearest sampling). The guide's colour interpretation is not known to a DataArray: pass
+``guide_bands=[1, 2, 3]`` for an RGBA guide (the CLI drops alpha bands by itself).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from .errors import GridError, InputError
+from .grid import OutputGrid, RasterGeometry, Window, guide_bounds_in, guide_resolution_in
+from .io import RasterInfo, _invalid
+
+__all__ = ["ArraySource", "super_resolve_xr"]
+
+#: Kernel radius (source pixels) of GDAL's resampling methods, for the guide margin.
+_KERNEL_RADIUS = {"nearest": 1, "bilinear": 1, "average": 1, "mode": 1, "cubic": 2,
+                  "cubic_spline": 2, "lanczos": 3}
+
+
+# -- source --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+    """Pixels from array pieces, for :attr:`geosr.pipeline.Plan.source`.
+
+    ``lr``: a ``(rows, cols)`` piece of the LR band whose ``[0, 0]`` is the absolute LR
+    pixel ``lr_origin``; ``guide``: a ``(bands, rows, cols)`` piece of the guide (all its
+    bands; the plan picks them) whose ``[:, 0, 0]`` is guide pixel ``guide_origin`` of a
+    raster of geometry ``guide_geometry``. Pieces may be whole rasters (numpy, or anything
+    ``np.asarray`` takes); a read outside its piece is an error.
+    """
+
+    lr: Any = None
+    lr_origin: tuple[int, int] = (0, 0)
+    #: the LR's own nodata value (the plan's ``lr_nodata`` overrides it)
+    lr_nodata: float | None = None
+    guide: Any = None
+    guide_origin: tuple[int, int] = (0, 0)
+    guide_geometry: RasterGeometry | None = None
+    guide_nodata: float | None = None
+
+    def read_lr(
+        self, plan: Any, window: Window, out_shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Absolute LR window as ``(1, h, w)`` float32, NaN = nodata (like ``io.read_lr``)."""
+        r0, c0 = self.lr_origin
+        arr = np.asarray(self.lr)
+        if (window.row0 < r0 or window.col0 < c0 or window.row1 - r0 > arr.shape[0]
+                or window.col1 - c0 > arr.shape[1]):
+            raise ValueError(f"LR window {window} is outside the piece at {self.lr_origin}")
+        arr = arr[window.row0 - r0 : window.row1 - r0, window.col0 - c0 : window.col1 - c0]
+        if out_shape is not None:  # GDAL's nearest decimation (RasterIO with out_shape)
+            arr = arr[np.ix_(_nearest(window.height, out_shape[0]),
+                             _nearest(window.width, out_shape[1]))]
+        nd = plan.lr_nodata if plan.lr_nodata is not None else self.lr_nodata
+        out = arr.astype(np.float32)
+        out[_invalid(arr, nd)] = np.nan
+        return out[None]
+
+    @contextlib.contextmanager
+    def guide_reader(
+        self, plan: Any, target: Any, resampling: str
+    ) -> Iterator[Callable[[Window], np.ndarray]]:
+        """``read(window)``: the guide piece resampled onto ``target`` through the same
+        ``WarpedVRT`` as the files (:func:`geosr.io.guide_vrt`)."""
+        from rasterio.io import MemoryFile
+
+        from .io import gdal_env, guide_vrt, read_guide
+
+        nb = len(plan.guide_bands)
+        g = None if self.guide is None else np.asarray(self.guide)
+        if g is None or g.size == 0:  # the destination is outside the guide
+            yield lambda w: np.full((nb, w.height, w.width), np.nan, np.float32)
+            return
+        if self.guide_geometry is None:
+            raise ValueError("an ArraySource with a guide needs its guide_geometry")
+        g = np.ascontiguousarray(g[[b - 1 for b in plan.guide_bands]])
+        if g.dtype == bool or g.dtype == np.float16:
+            g = g.astype(np.uint8 if g.dtype == bool else np.float32)
+        _, h, w = g.shape
+        crs = self.guide_geometry.crs
+        r0, c0 = self.guide_origin
+        t = self.guide_geometry.transform @ Affine.translation(c0, r0)
+        nodata = _representable(self.guide_nodata, g.dtype)
+        with gdal_env(), MemoryFile() as mem:
+            with mem.open(driver="GTiff", width=w, height=h, count=nb, dtype=g.dtype.name,
+                          crs=crs, transform=t, nodata=nodata) as ds:
+                ds.write(g)
+            info = RasterInfo(
+                path=mem.name, geometry=RasterGeometry(crs, t, w, h), count=nb,
+                dtypes=(g.dtype.name,) * nb, nodata=nodata, colorinterp=("undefined",) * nb,
+                descriptions=(None,) * nb, units=(None,) * nb,
+            )
+            with guide_vrt(info, target, resampling) as (vrt, mask_band):
+                bands = list(range(1, nb + 1))
+                yield lambda win: read_guide(vrt, mask_band, bands, win)
+
+
+def _nearest(size: int, n: int) -> np.ndarray:
+    """Source indices GDAL's nearest RasterIO picks when reading ``size`` pixels into ``n``."""
+    idx = np.floor((np.arange(n) + 0.5) * (size / n) + 1e-10).astype(np.int64)
+    return np.minimum(idx, size - 1)
+
+
+def _representable(nodata: float | None, dtype: np.dtype) -> float | None:
+    """``nodata`` if a raster of ``dtype`` can hold it (GeoTIFF nodata), else None."""
+    if nodata is None:
+        return None
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if not np.isfinite(nodata) or not info.min <= nodata <= info.max:
+            return None
+    return float(nodata)
+
+
+# -- inputs --------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class _Input:
+    """A checked DataArray: ``(band, y, x)`` data (numpy or dask) and its description."""
+
+    data: Any
+    info: RasterInfo
+    lazy: bool
+    band_dim: str | None
+    band_values: Any
+    y_dim: str
+    x_dim: str
+    nodata: float | None
+    encoded_nodata: float | None
+    name: Any
+
+
+def _as_input(da: Any, what: str) -> _Input:
+    import xarray as xr
+    from rioxarray.exceptions import RioXarrayError
+
+    var = "lr" if what == "LR" else "guide"
+    if not isinstance(da, xr.DataArray):
+        raise InputError(
+            f"{var} must be an xarray.DataArray with a CRS and transform (e.g. "
+            f"rioxarray.open_rasterio(path)), got {type(da).__name__}; for plain arrays use "
+            "geosr.super_resolve"
+        )
+    try:
+        x_dim, y_dim = da.rio.x_dim, da.rio.y_dim
+    except RioXarrayError as exc:
+        raise InputError(
+            f"the {what} DataArray has dims {tuple(da.dims)} and no spatial (y, x) dims; "
+            f"name them x and y ({var}.rename({{'lon': 'x', 'lat': 'y'}})) or declare them "
+            f"with {var}.rio.set_spatial_dims(x_dim=..., y_dim=...)"
+        ) from exc
+    others = [d for d in da.dims if d not in (x_dim, y_dim)]
+    if len(others) > 1 or da.ndim not in (2, 3):
+        raise InputError(
+            f"the {what} DataArray has dims {tuple(da.dims)}; pass a 2-D (y, x) or 3-D "
+            f"(band, y, x) DataArray, e.g. select one time step with {var}.isel(time=0)"
+        )
+    band_dim = others[0] if others else None
+    if da.rio.crs is None:
+        raise GridError(
+            f"the {what} DataArray has no CRS; set it with "
+            f"{var} = {var}.rio.write_crs('EPSG:XXXX') (the EPSG code of its coordinates)"
+        )
+    height, width = int(da.sizes[y_dim]), int(da.sizes[x_dim])
+    gm = da.rio.grid_mapping
+    stored = gm in da.coords and "GeoTransform" in da.coords[gm].attrs
+    if not stored and (x_dim not in da.coords or y_dim not in da.coords or min(height, width) < 2):
+        raise GridError(
+            f"the {what} DataArray has no transform: it needs x/y coordinates (pixel "
+            f"centres) along {height} x {width} >= 2 x 2 pixels, or a transform; set one with "
+            f"{var} = {var}.rio.write_transform(Affine(...))"
+        )
+    try:
+        transform = da.rio.transform()
+    except RioXarrayError as exc:
+        raise GridError(f"the {what} DataArray's transform cannot be read ({exc}); set it "
+                        f"with {var} = {var}.rio.write_transform(Affine(...))") from exc
+    dt = np.dtype(da.dtype)
+    if not np.issubdtype(dt, np.number) or np.issubdtype(dt, np.complexfloating):
+        raise InputError(f"the {what} DataArray must hold real numbers, got dtype {dt}")
+    order = ([band_dim] if band_dim else []) + [y_dim, x_dim]
+    arr = da.transpose(*order)
+    lazy = arr.chunks is not None
+    data = arr.data if lazy else np.asarray(arr.values)
+    if band_dim is None:
+        data = data[None]
+    count = int(data.shape[0])
+    source = da.encoding.get("source")
+    name = str(source) if source else (str(da.name) if da.name is not None else var)
+    nodata = da.rio.nodata
+    nodata = None if nodata is None else float(nodata)
+    info = RasterInfo(
+        path=name,
+        geometry=RasterGeometry(da.rio.crs, transform, width, height),
+        count=count,
+        dtypes=(dt.name,) * count,
+        nodata=nodata,
+        colorinterp=("undefined",) * count,
+        descriptions=_per_band(da.attrs.get("long_name"), count),
+        units=_per_band(da.attrs.get("units"), count),
+    )
+    enc = da.rio.encoded_nodata
+    return _Input(
+        data=data, info=info, lazy=lazy, band_dim=band_dim,
+        band_values=da[band_dim].values if band_dim and band_dim in da.coords else None,
+        y_dim=y_dim, x_dim=x_dim, nodata=nodata,
+        encoded_nodata=None if enc is None else float(enc), name=da.name,
+    )
+
+
+def _per_band(value: Any, count: int) -> tuple[str | None, ...]:
+    if isinstance(value, (list, tuple)) and len(value) == count:
+        return tuple(None if v is None else str(v) for v in value)
+    if isinstance(value, str) and value:
+        return (value,) * count
+    return (None,) * count
+
+
+# -- graph ---------------------------------------------------------------------------------
+def _target_geometry(target: Any) -> tuple[Any, Affine]:
+    if isinstance(target, OutputGrid):
+        return target.crs, target.transform
+    return target[0], target[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _GuideCover:
+    """Finds the guide pixels a destination window needs (its footprint plus a margin)."""
+
+    geometry: RasterGeometry
+    pad_for: Callable[[Any, Affine], int]
+
+    def window(self, target: Any, win: Window) -> Window | None:
+        crs, transform = _target_geometry(target)
+        wt = transform @ Affine.translation(win.col0, win.row0)
+        left, bottom, right, top = guide_bounds_in(
+            RasterGeometry(crs, wt, win.width, win.height), self.geometry.crs
+        )
+        inv = ~self.geometry.transform
+        cs, rs = zip(*(inv @ (x, y) for x in (left, right) for y in (bottom, top)), strict=True)
+        pad = self.pad_for(crs, transform)
+        g = self.geometry
+        r0, c0 = max(0, math.floor(min(rs)) - pad), max(0, math.floor(min(cs)) - pad)
+        r1, c1 = min(g.height, math.ceil(max(rs)) + pad), min(g.width, math.ceil(max(cs)) + pad)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        return Window(r0, c0, r1, c1)
+
+
+def _guide_cover(guide: RasterGeometry, resampling_of: Callable[[Any], str]) -> _GuideCover:
+    cache: dict[Any, float] = {}
+
+    def pad_for(crs: Any, transform: Affine) -> int:
+        key = crs.to_string() if hasattr(crs, "to_string") else str(crs)
+        if key not in cache:
+            cache[key] = guide_resolution_in(guide, crs)
+        ratio = math.sqrt(abs(transform.determinant)) / cache[key]  # target px / guide px
+        radius = _KERNEL_RADIUS.get(resampling_of(transform), 4)
+        return radius * math.ceil(max(1.0, ratio)) + 2
+
+    return _GuideCover(guide, pad_for)
+
+
+def _lr_partial(plan: Any, i: int, piece: Any, nodata: float | None) -> list[Any]:
+    from .pipeline import _Moments, stats_reads
+
+    win, shape = stats_reads(plan).lr[i]
+    src = ArraySource(lr=piece, lr_origin=(win.row0, win.col0), lr_nodata=nodata)
+    return _Moments.partial(src.read_lr(plan, win, out_shape=shape))
+
+
+def _guide_partial(plan: Any, i: int, piece: Any, origin: tuple[int, int],
+                   geometry: RasterGeometry, nodata: float | None) -> list[Any]:
+    from .pipeline import _Moments, stats_reads
+
+    reads = stats_reads(plan)
+    src = ArraySource(guide=piece, guide_origin=tuple(origin), guide_geometry=geometry,
+                      guide_nodata=nodata)
+    with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
+        return _Moments.partial(read(reads.guide_blocks[i]))
+
+
+def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]) -> Any:
+    from .pipeline import _Moments, with_stats
+
+    lr_m, g_m = _Moments(1), _Moments(len(plan.guide_bands))
+    for p in lr_parts:
+        lr_m.add(p)
+    for p in guide_parts:
+        g_m.add(p)
+    return with_stats(plan, lr_m, g_m)
+
+
+def _predict(plan: Any, tile: Any, source: ArraySource) -> np.ndarray | None:
+    from .pipeline import _LEARNED_LOCK, _torch_threads, is_deterministic, predict_tile
+
+    plan = dataclasses.replace(plan, source=source)
+    if is_deterministic(plan.method):
+        return predict_tile(plan, tile)
+    with _LEARNED_LOCK, _torch_threads(plan.torch_threads):
+        return predict_tile(plan, tile)
+
+
+def _tile_task(plan: Any, tile: Any, lr_piece: Any, guide_piece: Any,
+               guide_origin: tuple[int, int], meta: ArraySource) -> np.ndarray | None:
+    win = plan.lr_window(tile.context)
+    src = dataclasses.replace(meta, lr=lr_piece, lr_origin=(win.row0, win.col0),
+                              guide=guide_piece, guide_origin=tuple(guide_origin))
+    return _predict(plan, tile, src)
+
+
+class _Tiles(dict):  # type: ignore[type-arg]
+    """Tile predictions of one block, for ``mosaic_block``'s ``store.get`` (strict)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key]
+
+
+def _mosaic_task(plan: Any, block: Window, tiles: dict[str, Any]) -> np.ndarray:
+    from .pipeline import mosaic_block
+
+    return mosaic_block(plan, _Tiles(tiles), block)
+
+
+def _graph(plan: Any, lr: _Input, guide: _Input, block_px: int) -> Any:
+    """The dask array ``(H, W)`` float32 of the output, chunked by output blocks."""
+    import dask
+    import dask.array as dsa
+    from dask.base import tokenize
+
+    from .pipeline import is_deterministic, stats_reads
+    from .tiling import blocks
+
+    repeatable = is_deterministic(plan.method) or plan.options.get("seed") is not None
+    if (lr.lazy or guide.lazy) and repeatable:  # same call, same keys (dask shares them)
+        token = tokenize(lr.data, guide.data, plan.to_dict())
+    else:
+        token = uuid.uuid4().hex
+    delayed = dask.delayed
+    plan_node = delayed(plan, name=f"geosr-plan-{token}", traverse=False)
+    s = plan.scale
+    bi = plan.lr_band - 1
+    gdata = guide.data
+    ggeom = guide.info.geometry
+    cover = _guide_cover(
+        ggeom, lambda t: plan.guide_resampling if t == plan.grid.transform else "nearest"
+    )
+
+    def guide_piece(target: Any, win: Window) -> tuple[Any, tuple[int, int]]:
+        gw = cover.window(target, win)
+        if gw is None:
+            return None, (0, 0)
+        return gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1], (gw.row0, gw.col0)
+
+    # scene statistics: one task per read, folded in the pipeline's order
+    reads = stats_reads(plan)
+    lr_parts = [
+        delayed(_lr_partial)(plan_node, i, lr.data[bi, w.row0 : w.row1, w.col0 : w.col1],
+                             lr.nodata, dask_key_name=f"geosr-stats-lr-{token}-{i}")
+        for i, (w, _) in enumerate(reads.lr)
+    ]
+    g_parts = []
+    for i, blk in enumerate(reads.guide_blocks):
+        piece, origin = guide_piece(reads.guide_target, blk)
+        g_parts.append(delayed(_guide_partial)(
+            plan_node, i, piece, origin, ggeom, guide.nodata,
+            dask_key_name=f"geosr-stats-guide-{token}-{i}"))
+    stats_plan = delayed(_finish_stats)(plan_node, lr_parts, g_parts,
+                                        dask_key_name=f"geosr-stats-{token}")
+    # tiles
+    meta = ArraySource(lr_nodata=lr.nodata, guide_geometry=ggeom, guide_nodata=guide.nodata)
+    tiles = {}
+    for t in plan.layout:
+        w = plan.lr_window(t.context)
+        piece, origin = guide_piece(plan.grid, t.context.scaled(s))
+        tiles[t.key] = delayed(_tile_task)(
+            stats_plan, t, lr.data[bi, w.row0 : w.row1, w.col0 : w.col1], piece, origin, meta,
+            dask_key_name=f"geosr-tile-{token}-{t.key}")
+    # mosaic: one chunk per output block, from the tiles touching it
+    lay = plan.layout
+    rows: list[list[Any]] = []
+    for blk in blocks(plan.grid.height, plan.grid.width, block_px):
+        lr_blk = Window(blk.row0 // s, blk.col0 // s, -(-blk.row1 // s), -(-blk.col1 // s))
+        deps = {t.key: tiles[t.key] for t in lay.tiles_touching(lr_blk)}
+        d = delayed(_mosaic_task)(plan_node, blk, deps,
+                                  dask_key_name=f"geosr-block-{token}-{blk.row0}-{blk.col0}")
+        arr = dsa.from_delayed(d, shape=blk.shape, dtype=np.float32)
+        if blk.col0 == 0:
+            rows.append([])
+        rows[-1].append(arr)
+    return dsa.block(rows)
+
+
+# -- public function -----------------------------------------------------------------------
+def super_resolve_xr(
+    lr: Any,
+    guide: Any,
+    scale: int,
+    *,
+    method: str = "mmsr",
+    lr_band: int | None = None,
+    guide_bands: Sequence[int] | None = None,
+    nodata: float | None = None,
+    tiling: Any = None,
+    guide_resampling: str | None = None,
+    **options: Any,
+) -> Any:
+    """Super-resolve a georeferenced DataArray ``lr`` by ``scale`` with the DataArray ``guide``.
+
+    ``lr`` and ``guide`` are 2-D ``(y, x)`` or 3-D ``(band, y, x)`` DataArrays with a CRS
+    and a transform (rioxarray's ``rio`` accessor); the guide may be in another CRS or
+    resolution: it is resampled onto the output grid exactly as by ``geosr sr``, which is
+    the LR grid refined by ``scale`` over the overlap of both footprints, in the LR's CRS.
+    ``lr_band`` (1-based; needed when ``lr`` has several bands), ``guide_bands``
+    (1-based; default all, at least 3), ``nodata`` (overrides ``lr.rio.nodata``),
+    ``tiling`` (a :class:`geosr.pipeline.TilingConfig`) and ``guide_resampling`` are the
+    CLI's ``--lr-band``, ``--guide-bands``, ``--nodata``, ``--tile-size/--overlap/--workers``
+    options; ``options`` go to the method (``geosr methods``), e.g. ``preset="dem",
+    iterations=200, seed=0`` for ``mmsr``.
+
+    Returns a float32 DataArray ``(y, x)`` (``(band, y, x)`` with the chosen band if ``lr``
+    is 3-D) with the output grid's coordinates, CRS, transform, nodata (the LR's: its value
+    where there is no data, or NaN and an encoded nodata when ``lr`` was opened with
+    ``masked=True``), band description (``long_name``) and ``GEOSR_*`` provenance attributes.
+    It is dask-backed and not yet computed when an input is dask-backed, else numpy-backed
+    (computed by this call). Raises a :class:`geosr.errors.GeosrError` subclass whose
+    message names the fix for unusable inputs.
+    """
+    import xarray as xr
+
+    from .io import provenance_tags
+    from .pipeline import TilingConfig, _band_description, make_plan
+
+    src_lr = _as_input(lr, "LR")
+    src_g = _as_input(guide, "guide")
+    if guide_bands is None and src_g.info.count < 3:
+        raise InputError(
+            f"the guide DataArray has {src_g.info.count} band(s) but an RGB (or "
+            "multispectral) guide of 3+ bands is expected; if this is the guide you mean, "
+            f"pass guide_bands={list(range(1, src_g.info.count + 1))}"
+        )
+    tiling = tiling if tiling is not None else TilingConfig()
+    plan = make_plan(
+        src_lr.info, src_g.info, scale=scale, method=method, method_options=options,
+        lr_band=lr_band, guide_bands=guide_bands, nodata=nodata, tiling=tiling,
+        guide_resampling=guide_resampling,
+    )
+    data = _graph(plan, src_lr, src_g, tiling.mosaic_block)
+    g = plan.grid
+    from rioxarray.rioxarray import affine_to_coords
+
+    coords = affine_to_coords(g.transform, g.width, g.height, x_dim=src_lr.x_dim,
+                              y_dim=src_lr.y_dim)
+    attrs: dict[str, Any] = provenance_tags(
+        method=plan.method, scale=plan.scale, options=plan.options, lr_path=plan.lr.path,
+        guide_path=plan.guide.path, lr_band=plan.lr_band, guide_bands=plan.guide_bands,
+    )
+    attrs["long_name"] = _band_description(plan)
+    unit = plan.lr.units[plan.lr_band - 1]
+    if unit:
+        attrs["units"] = unit
+    out = xr.DataArray(data, dims=(src_lr.y_dim, src_lr.x_dim), coords=coords, attrs=attrs)
+    out.name = src_lr.name  # not the dask array's name
+    if src_lr.band_dim is not None:
+        vals = src_lr.band_values
+        value = vals[plan.lr_band - 1] if vals is not None else plan.lr_band
+        out = out.expand_dims({src_lr.band_dim: [value]})
+    out = out.rio.write_crs(g.crs).rio.write_transform(g.transform)
+    if src_lr.encoded_nodata is not None and math.isnan(plan.out_nodata) and nodata is None:
+        out = out.rio.write_nodata(src_lr.encoded_nodata, encoded=True)
+    else:
+        out = out.rio.write_nodata(plan.out_nodata)
+    if not (src_lr.lazy or src_g.lazy):
+        out = out.compute(scheduler="threads", num_workers=plan.workers)
+    return out
