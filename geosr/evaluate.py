@@ -232,6 +232,10 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means.
 
+    A row holds the pair, the method, ``rmse``/``mae``/``ratio_to_bicubic``, the seconds
+    of the super-resolution call alone, the output size (``output_megapixels``) and the
+    peak resident memory of this process during the call (``peak_rss_mb``).
+
     ``keep_outputs``: also return the arrays under ``"outputs"`` ({pair: {"hr", "lr",
     "guide", METHOD: prediction}}, all ``(row, col)`` except the guide) for reports; not
     JSON-serialisable, so drop it before ``json.dumps``.
@@ -274,6 +278,7 @@ def evaluate(
                                progress=log_step)
                 seconds = time.perf_counter() - t0
             row: dict[str, Any] = {"pair": pair.name, "method": name, "seconds": seconds,
+                                   "output_megapixels": h * w / 1e6,
                                    "peak_rss_mb": mem.peak / 2**20}
             if isinstance(out, dict):
                 final = out[max(out)]

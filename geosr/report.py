@@ -9,8 +9,10 @@ shared error scale, and the pair's metrics table. Images are embedded as PNG dat
 network.
 
 Benchmark results (RMSE against time per megapixel) come in as a generic list of records
-``{"method", "rmse", "seconds_per_megapixel"}`` (optional ``"label"``, ``"dataset"``), so a
-future ``geosr bench`` can pass its rows straight to ``write_report(folder, bench=rows)``.
+``{"method", "rmse", "seconds_per_megapixel"}`` (optional ``"label"``, ``"dataset"``,
+``"mae"``, ``"ratio_to_bicubic"``, ``"megapixels_per_second"``, ``"peak_rss_mb"``): the
+``"records"`` of ``geosr bench --json`` (:mod:`geosr.bench`) go straight to
+``write_report(folder, bench=records)``.
 """
 
 from __future__ import annotations
@@ -127,26 +129,36 @@ def pair_figure(
     return _png(fig, dpi)
 
 
+_MARKERS = "osD^vP*X"
+
+
 def rmse_time_figure(
     records: Sequence[Mapping[str, Any]], x_key: str, x_label: str, *, dpi: int = 90,
-    title: str | None = None,
+    title: str | None = None, marker_key: str | None = None,
 ) -> bytes:
     """PNG scatter of RMSE against ``x_key`` (log scale), one colour per method.
 
     ``records``: ``{"method", "rmse", x_key}`` plus an optional ``"label"`` written next
-    to the point. Several records of one method (e.g. iterations) are joined by a line in
-    the order given.
+    to the point. ``marker_key`` (e.g. ``"mode"``): records with different values of it
+    get different markers and legend entries ("mmsr (scene)"). Several records of one
+    method (and ``marker_key`` value), e.g. iterations, are joined by a line in the order
+    given.
     """
     plt = _mpl()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    series: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
-        by_method.setdefault(str(r["method"]), []).append(r)
-    for i, (m, rs) in enumerate(by_method.items()):
+        kind = str(r.get(marker_key) or "") if marker_key else ""
+        series.setdefault((str(r["method"]), kind), []).append(r)
+    colours = {m: f"C{i % 10}" for i, m in enumerate(dict.fromkeys(m for m, _ in series))}
+    shapes = {k: _MARKERS[i % len(_MARKERS)]
+              for i, k in enumerate(dict.fromkeys(k for _, k in series))}
+    for (m, kind), rs in series.items():
         xs = [max(float(r[x_key]), 1e-6) for r in rs]
         ys = [float(r["rmse"]) for r in rs]
-        colour = f"C{i % 10}"
-        ax.plot(xs, ys, "o-" if len(rs) > 1 else "o", color=colour, label=m, ms=7)
+        colour, marker = colours[m], shapes[kind]
+        name = f"{m} ({kind})" if kind and len(shapes) > 1 else m
+        ax.plot(xs, ys, marker + ("-" if len(rs) > 1 else ""), color=colour, label=name, ms=7)
         for x, y, r in zip(xs, ys, rs, strict=True):
             if r.get("label"):
                 ax.annotate(str(r["label"]), (x, y), xytext=(4, 4),
@@ -259,22 +271,37 @@ def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
     return parts
 
 
-def _bench_sections(bench: Sequence[Mapping[str, Any]], imgs: _Images, dpi: int) -> list[str]:
+#: optional columns of the benchmark table: (record key, heading), shown when any record has it
+_BENCH_EXTRA = (("mae", "MAE"), ("ratio_to_bicubic", "RMSE / bicubic"),
+                ("megapixels_per_second", "megapixels / s"), ("peak_rss_mb", "peak MB"))
+
+
+def _bench_sections(bench: Sequence[Mapping[str, Any]], imgs: _Images, dpi: int,
+                    settings: Sequence[str] = ()) -> list[str]:
     for r in bench:
         missing = {"method", "rmse", "seconds_per_megapixel"} - set(r)
         if missing:
             raise InputError(f"benchmark record {dict(r)} lacks {sorted(missing)}; each record "
                              "needs method, rmse and seconds_per_megapixel")
     parts = ["<h2>Benchmark: RMSE against time per megapixel</h2>"]
-    has_ds = any("dataset" in r for r in bench)
-    head = ["method", *(["dataset"] if has_ds else []), "RMSE", "seconds / megapixel", "label"]
+    if settings:
+        parts.append('<ul class="settings" id="bench-settings">'
+                     + "".join(f"<li>{html.escape(s)}</li>" for s in settings) + "</ul>")
+    lead = [k for k in ("mode", "dataset") if any(r.get(k) for r in bench)]
+    extra = [(k, h) for k, h in _BENCH_EXTRA if any(r.get(k) is not None for r in bench)]
+    labels = any(r.get("label") for r in bench)
+    head = ["method", *lead, "RMSE", "seconds / megapixel", *(h for _, h in extra),
+            *(["label"] if labels else [])]
     parts.append(_table(head, [
-        [r["method"], *([r.get("dataset", "")] if has_ds else []), float(r["rmse"]),
-         float(r["seconds_per_megapixel"]), r.get("label", "")] for r in bench
-    ], table_id="bench", cls="metrics"))
+        [r["method"], *(r.get(k) or "" for k in lead), float(r["rmse"]),
+         float(r["seconds_per_megapixel"]),
+         *(float(r[k]) if r.get(k) is not None else "" for k, _ in extra),
+         *([r.get("label") or ""] if labels else [])] for r in bench
+    ], table_id="bench", cls="metrics", best=1 + len(lead)))
     parts.append(imgs.tag(
         rmse_time_figure(bench, "seconds_per_megapixel", "seconds per output megapixel (log)",
-                         dpi=dpi, title="RMSE against time per megapixel"),
+                         dpi=dpi, title="RMSE against time per megapixel",
+                         marker_key="mode" if "mode" in lead else None),
         "RMSE against seconds per megapixel", "bench"))
     return parts
 
@@ -285,6 +312,7 @@ def write_report(
     outputs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     *,
     bench: Sequence[Mapping[str, Any]] | None = None,
+    bench_settings: Sequence[str] = (),
     title: str | None = None,
     note: str | None = None,
     embed: bool = True,
@@ -294,7 +322,8 @@ def write_report(
 
     ``result``: what :func:`geosr.evaluate.evaluate` returned (without or with
     ``"outputs"``); ``outputs``: its ``"outputs"`` when popped before (no pictures per pair
-    without them). ``bench``: benchmark records, see the module docstring. ``note``: a
+    without them). ``bench``: benchmark records, see the module docstring;
+    ``bench_settings``: lines of text listed above them (data, scale, options). ``note``: a
     highlighted line on top (say here when the settings are reduced). Existing report
     files in ``folder`` are replaced.
     """
@@ -321,7 +350,7 @@ def write_report(
         clean = {k: v for k, v in result.items() if k != "outputs"}
         (out / "result.json").write_text(json.dumps(clean, indent=2, default=str) + "\n")
     if bench:
-        body += _bench_sections(bench, imgs, dpi)
+        body += _bench_sections(bench, imgs, dpi, bench_settings)
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")

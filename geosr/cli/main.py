@@ -12,6 +12,7 @@ from .. import __version__
 # command name -> (module, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("geosr.cli.batch", "batch_cmd"),
+    "bench": ("geosr.cli.bench", "bench_cmd"),
     "eval": ("geosr.cli.eval", "eval_cmd"),
     "dem-sr": ("geosr.cli.sr", "dem_sr"),
     "thermal-sr": ("geosr.cli.sr", "thermal_sr"),

@@ -56,10 +56,11 @@ class MutualModulation(nn.Module):
 class MMSRNet(nn.Module):
     def __init__(
         self, guide_channels: int, scale: int, *, width: int = 64, n: int = 11, m: int = 5,
-        block: int = 8, impl: str = "blocked",
+        block: int = 8, impl: str = "blocked", residual: bool = False,
     ) -> None:
         super().__init__()
         self.scale = scale
+        self.residual = residual
         self.source = nn.Sequential(
             nn.Conv2d(1, width, 1), nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 1), nn.ReLU(inplace=True),
@@ -74,6 +75,9 @@ class MMSRNet(nn.Module):
         self.head = nn.Sequential(
             ResBlock(width, 1), ResBlock(width, 1), ResBlock(width, 1), nn.Conv2d(width, 1, 1)
         )
+        if residual:  # start the fit at bicubic: the correction is zero at step 0
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def decayed_parameters(self) -> list[nn.Parameter]:
         """The guide branch carries weight decay 5e-4 in the reference code."""
@@ -82,7 +86,14 @@ class MMSRNet(nn.Module):
     def forward(self, lr: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
         f = self.modulation(self.source(up), self.guide(guide))
+        if self.residual:
+            return bicubic_base(lr, guide.shape[-2:]) + self.head(f)
         return self.head(f)
+
+
+def bicubic_base(lr: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """The bicubic upsampling of the ``bicubic`` method: the base of residual predictions."""
+    return F.interpolate(lr, size=tuple(size), mode="bicubic", align_corners=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +105,9 @@ class MMSROptions(LearnedOptions):
     width: int = 64
     #: block size of the memory-efficient local filter (speed only, same result)
     block: int = 8
+    #: predict a correction of bicubic upsampling (zero at the start) instead of the HR
+    #: image itself; not in the paper: it needs far fewer steps (see the README)
+    residual: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,7 +132,8 @@ class MMSR(LearnedMethod):
     def build_model(self, guide_channels: int, scale: int) -> MMSRNet:
         n, m = self.options.sizes
         return MMSRNet(
-            guide_channels, scale, width=self.options.width, n=n, m=m, block=self.options.block
+            guide_channels, scale, width=self.options.width, n=n, m=m, block=self.options.block,
+            residual=self.options.residual,
         )
 
     def halo(self, scale: int) -> int:

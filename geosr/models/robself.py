@@ -35,6 +35,7 @@ from torch import nn
 from .base import check_odd_sizes
 from .layers import ResBlock, local_attention
 from .learned import LearnedMethod, LearnedOptions
+from .mmsr import bicubic_base
 
 #: preset -> {scale: (levels, m, n)}, eta (None = no threshold: one kernel size)
 PRESETS: dict[str, tuple[dict[int, tuple[int, int, int]], float | None]] = {
@@ -162,8 +163,10 @@ class RobSelfNet(nn.Module):
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         self.m, self.n, self.eta, self.block = m, n, eta, block
         self.max_disp = max_disp
         self.extract_source = nn.Sequential(_conv_relu(1, width), _conv_relu(width, width))
@@ -192,7 +195,10 @@ class RobSelfNet(nn.Module):
         # centre>, output from source neighbours only.
         q, kv = self.proj_guide(aligned), self.proj_source(f_s)
         filtered = reference_filter(q, kv, importance(f_s), self.m, self.n, self.eta, self.block)
-        return self.pred_head(filtered), [i_trans]
+        i_sr = self.pred_head(filtered)
+        if self.residual:  # I_sr corrects bicubic; I_trans stays a full prediction
+            i_sr = i_sr + bicubic_base(lr, guide.shape[-2:])
+        return i_sr, [i_trans]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +212,8 @@ class RobSelfOptions(LearnedOptions):
     #: bound of the displacement field, HR pixels
     max_disp: float = 8.0
     block: int = 8
+    #: I_sr = bicubic + the prediction head's output (not in the paper; see MMSR's option)
+    residual: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -234,6 +242,7 @@ class _RobSelf(LearnedMethod):
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
+            residual=o.residual,
         )
 
     def halo(self, scale: int) -> int:

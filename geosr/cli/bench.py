@@ -1,0 +1,201 @@
+"""``geosr bench``: RMSE/MAE/ratio to bicubic against seconds per output megapixel and peak
+memory, per method (and pipeline mode), on a folder of pairs or a georeferenced scene."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .eval import method_options
+from .main import configure_logging
+from .options import overlap_opt, tile_size_opt, workers_opt
+
+_TIF = (".tif", ".tiff")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def _check_png(path: Path | None, option: str) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() != ".png":
+        raise click.BadParameter(f"{str(path)!r} must be a .png file, e.g. {option} bench.png",
+                                 param_hint=option)
+    if not path.parent.is_dir():
+        raise click.BadParameter(f"the folder {str(path.parent)!r} does not exist; create it "
+                                 "first", param_hint=option)
+
+
+@click.command("bench")
+@click.argument("data", type=click.Path(exists=True, path_type=Path))
+@click.option("--guide", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Guide raster when DATA is an HR reference GeoTIFF (e.g. an orthophoto for "
+              "a DSM); required for a GeoTIFF.")
+@click.option("--methods", "-m", default="bicubic,guided-filter,mmsr", show_default=True,
+              help="Comma-separated methods (bicubic is always run as the yardstick).")
+@click.option("--scale", type=int, default=4, show_default=True)
+@click.option("--iterations", type=int, help="Optimisation steps of learned methods.")
+@click.option("--preset", help="Neighbourhood preset of learned methods (depth, dem, thermal).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
+@click.option("--seed", type=int, help="Seed of learned methods.")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
+              help="Any method option, repeatable (see `geosr methods`).")
+@click.option("--modes", default=None, metavar="MODE[,MODE]",
+              help="Pipeline modes to run a GeoTIFF scene in: tile (default), scene, hybrid. "
+              "Scene and hybrid apply to learned methods only.")
+@click.option("--scene-iterations", type=click.IntRange(min=1), help="Steps of the scene "
+              "network's fit (scene/hybrid modes; default: the method's --iterations).")
+@click.option("--hybrid-iterations", type=click.IntRange(min=1), help="Per-tile fine-tune "
+              "steps of the hybrid mode (default 100).")
+@tile_size_opt
+@overlap_opt
+@workers_opt
+@click.option("--crop", type=int, help="Folder of pairs: centre-crop every HR pair to "
+              "CROP x CROP pixels first (a reduced protocol for quick comparisons).")
+@click.option("--limit", type=int, help="Folder of pairs: run only the first N pairs.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the result as JSON ('-' for stdout); kept up to date during the run.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              metavar="PATH.png", help="Plot RMSE against seconds per output megapixel (log).")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write an HTML report (figures embedded) to DIR/index.html.")
+@click.option("--report-note", help="A highlighted line on top of the report, e.g. to say "
+              "that the settings are reduced.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+              help="GeoTIFF scene: keep the pooled LR and the outputs in this folder "
+              "(default: a temporary folder, removed).")
+@click.option("-v", "--verbose", count=True)
+@click.option("-q", "--quiet", count=True)
+def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets, modes,
+              scene_iterations, hybrid_iterations, tile_size, overlap, workers, crop, limit, json_path, plot_path, report_dir,
+              report_note, workdir, verbose, quiet) -> None:
+    """Benchmark methods: quality (RMSE, MAE, ratio to bicubic) against wall time per output
+    megapixel and peak memory.
+
+    DATA is a folder of pairs (the layouts of `geosr eval`: the HR target is pooled SCALE x
+    SCALE, super-resolved whole with the guide and scored), or an HR reference GeoTIFF
+    (e.g. a DSM) with --guide: it is average-pooled SCALE x into an LR GeoTIFF and
+    super-resolved back through the tiled pipeline (as `geosr dem-sr` does) for each
+    method and --modes, and each output is scored against the reference where both are
+    valid. Prints a table; --json, --plot and --report keep the results.
+    """
+    configure_logging(verbose, quiet)
+    from .. import bench
+    from ..api import check_scale
+    from ..errors import GeosrError
+
+    scene = data.is_file() and data.suffix.lower() in _TIF
+    if scene and guide is None:
+        raise click.UsageError(
+            f"{data} is a GeoTIFF: a scene benchmark needs its guide; pass --guide GUIDE.tif "
+            "(e.g. the orthophoto of a DSM), or give a folder of pairs")
+    if not scene:
+        wrong = [o for o, v in (("--modes", modes), ("--scene-iterations", scene_iterations),
+                                ("--hybrid-iterations", hybrid_iterations),
+                                ("--tile-size", tile_size),
+                                ("--overlap", overlap), ("--workers", workers),
+                                ("--workdir", workdir)) if v is not None]
+        if wrong:
+            raise click.UsageError(
+                f"{', '.join(wrong)} apply to a GeoTIFF scene (DATA an HR .tif with --guide); "
+                "pairs are super-resolved whole, without tiles: drop them")
+    elif crop is not None or limit is not None:
+        raise click.UsageError("--crop and --limit apply to a folder of pairs; for a GeoTIFF "
+                               "scene, crop the reference first (gdal_translate -srcwin ...)")
+    _check_png(plot_path, "--plot")
+    try:
+        check_scale(scale)
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
+        opts = method_options(names, common, sets)
+        if scene:
+            from ..pipeline import TilingConfig
+
+            mode_list = bench.check_modes(modes or "tile")
+            tiling = TilingConfig(tile_size=tile_size, overlap=overlap, workers=workers)
+            bench.scene_jobs({"bicubic": {}, **opts}, mode_list)  # fails early, exit 2
+            scene_opts = {k: v for k, v in (("iterations", scene_iterations),
+                                            ("hybrid_iterations", hybrid_iterations))
+                          if v is not None}
+            for m in mode_list:
+                if m != "tile":
+                    bench.scene_config(m, scene_opts)
+        else:
+            from ..evaluate import center_crop, load_pairs
+
+            pairs = load_pairs(data, guide)
+            if limit:
+                pairs = pairs[:limit]
+            if crop:
+                pairs = [center_crop(p, crop) for p in pairs]
+    except GeosrError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+    to_file = json_path is not None and str(json_path) != "-"
+    rows: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+
+    def save_partial() -> None:
+        # Long benchmarks: keep what is finished on disk, so a stopped run loses nothing.
+        if to_file:
+            _write_json(json_path, {"partial": True, "data": str(data), "scale": scale,
+                                    "rows": rows, "records": records})
+
+    def on_row(row: dict[str, Any]) -> None:
+        rows.append(row)
+        save_partial()
+        if not quiet:
+            click.echo(f"  {row['pair']} {row['method']}: RMSE {row['rmse']:.4f} "
+                       f"({row['seconds']:.2f} s)", err=True)
+
+    def on_record(rec: dict[str, Any]) -> None:
+        records.append(rec)
+        save_partial()
+        if not quiet:
+            click.echo(f"  {rec['method']} ({rec['mode']}): RMSE {rec['rmse']:.4g}, "
+                       f"{rec['seconds']:.1f} s, {rec['seconds_per_megapixel']:.3g} s/Mpx",
+                       err=True)
+
+    try:
+        if scene:
+            result = bench.bench_scene(data, guide, opts, scale, modes=mode_list, tiling=tiling,
+                                       scene_options=scene_opts, workdir=workdir,
+                                       on_record=on_record)
+        else:
+            result = bench.bench_pairs(pairs, opts, scale, dataset=data.name, on_result=on_row,
+                                       keep_outputs=report_dir is not None)
+            result.update(data=str(data), crop=crop, limit=limit)
+    except GeosrError as exc:
+        raise click.ClickException(str(exc)) from exc
+    outputs = result.pop("outputs", None)
+    title = f"{result.get('dataset') or data.name}, x{scale}"
+    if plot_path is not None:
+        bench.write_plot(plot_path, result["records"], title=f"RMSE against time: {title}")
+        if not quiet:
+            click.echo(f"wrote plot {plot_path}", err=True)
+    if report_dir is not None:
+        from ..report import write_report
+
+        page = write_report(
+            report_dir, None if scene else result, outputs, bench=result["records"],
+            bench_settings=bench.settings_lines(result), note=report_note,
+            title=f"geosr benchmark report: {title}")
+        if scene:
+            _write_json(report_dir / "result.json", result)
+        if not quiet:
+            click.echo(f"wrote report {page}", err=True)
+    if json_path is not None and not to_file:
+        json.dump(result, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return
+    click.echo(bench.format_table(result))
+    if to_file:
+        _write_json(json_path, result)
