@@ -108,6 +108,59 @@ def make_optimizer(
     return opt, sched
 
 
+def _tensors(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
+    """Float32 ``(1, ...)`` tensors on ``device``."""
+    return [torch.from_numpy(np.ascontiguousarray(a, np.float32))[None].to(device)
+            for a in arrays]
+
+
+def _outputs(out: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A model's ``prediction`` or ``(prediction, [auxiliary predictions])``."""
+    if isinstance(out, tuple):
+        return out[0], list(out[1])
+    return out, []  # type: ignore[return-value]
+
+
+def _total_loss(pred: torch.Tensor, aux: list[torch.Tensor], lr: torch.Tensor,
+                mask: torch.Tensor, scale: int, cfg: OptimConfig) -> torch.Tensor:
+    loss = masked_cycle_loss(pred, lr, mask, scale)
+    for a in aux:
+        loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr, mask, scale)
+    return loss
+
+
+def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: object, step: int) -> float:
+    """One optimiser step on ``loss``; returns its value (an error when it is not finite)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()  # type: ignore[attr-defined]
+    value = float(loss.detach())
+    if not np.isfinite(value):
+        raise FloatingPointError(
+            f"the loss became {value} at step {step}; lower the learning rate or check "
+            "the inputs for extreme values"
+        )
+    return value
+
+
+class _EarlyStop:
+    """True once the loss has not improved by ``tol`` (relative) for ``patience`` steps."""
+
+    def __init__(self, patience: int | None, tol: float) -> None:
+        self.patience, self.tol = patience, tol
+        self.best, self.since = float("inf"), 0
+
+    def __call__(self, value: float) -> bool:
+        if self.patience is None:
+            return False
+        if value < self.best * (1.0 - self.tol):
+            self.best, self.since = value, 0
+            return False
+        self.since += 1
+        return self.since >= self.patience
+
+
 def fit(
     model: nn.Module,
     lr: np.ndarray,
@@ -126,18 +179,13 @@ def fit(
     """
     device = resolve_device(cfg.device)
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
-    lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
-    guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
-    mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
+    lr_t, guide_t, mask_t = _tensors(device, lr, guide, mask)
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
 
     def forward() -> tuple[torch.Tensor, list[torch.Tensor]]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(lr_t, guide_t)
-        if isinstance(out, tuple):
-            return out[0], list(out[1])
-        return out, []
+            return _outputs(model(lr_t, guide_t))
 
     # A model may train on something other than the full image (P2P: random LR pixels and
     # their guide patches) through ``training_loss``; it then predicts with ``predict``.
@@ -152,7 +200,7 @@ def fit(
     wanted = {int(s) for s in snapshot_steps if 0 < int(s) <= cfg.iterations}
     snapshots: dict[int, np.ndarray] = {}
     losses: list[float] = []
-    best, since_best = float("inf"), 0
+    stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)
     t0 = time.perf_counter()
     step = 0
     model.train()
@@ -167,30 +215,14 @@ def fit(
             pred, aux = forward()
             if step in wanted:
                 snapshots[step] = pred.detach().float()[0].cpu().numpy()
-            loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
-            for a in aux:
-                loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        value = float(loss.detach())
-        if not np.isfinite(value):
-            raise FloatingPointError(
-                f"the loss became {value} at step {step}; lower the learning rate or check "
-                "the inputs for extreme values"
-            )
+            loss = _total_loss(pred, aux, lr_t, mask_t, scale, cfg)
+        value = _descend(loss, opt, sched, step)
         losses.append(value)
         if progress is not None:
             progress(step + 1, cfg.iterations, value)
-        if cfg.early_stop is not None:
-            if value < best * (1.0 - cfg.early_stop_tol):
-                best, since_best = value, 0
-            else:
-                since_best += 1
-                if since_best >= cfg.early_stop:
-                    logger.info("early stop at step %d (loss %.5g)", step + 1, value)
-                    break
+        if stop(value):
+            logger.info("early stop at step %d (loss %.5g)", step + 1, value)
+            break
     steps = step + 1
     model.eval()
     with torch.no_grad():
@@ -233,41 +265,21 @@ def fit_samples(
     opt, sched = make_optimizer(model, cfg)
     t0 = time.perf_counter()
     window: list[float] = []
-    best, since_best, running, step = float("inf"), 0, float("nan"), 0
+    stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)
+    running, step = float("nan"), 0
     model.train()
     for step in range(cfg.iterations):
-        lr, guide, mask = draw(step)
-        lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
-        guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
-        mask_t = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None].to(device)
+        lr_t, guide_t, mask_t = _tensors(device, *draw(step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            out = model(lr_t, guide_t)
-        pred, aux = (out[0], list(out[1])) if isinstance(out, tuple) else (out, [])
-        loss = masked_cycle_loss(pred, lr_t, mask_t, scale)
-        for a in aux:
-            loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr_t, mask_t, scale)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        value = float(loss.detach())
-        if not np.isfinite(value):
-            raise FloatingPointError(
-                f"the loss became {value} at step {step}; lower the learning rate or check "
-                "the inputs for extreme values"
-            )
+            pred, aux = _outputs(model(lr_t, guide_t))
+        value = _descend(_total_loss(pred, aux, lr_t, mask_t, scale, cfg), opt, sched, step)
         window = (window + [value])[-25:]
         running = float(np.mean(window))
         if progress is not None:
             progress(step + 1, cfg.iterations, running)
-        if cfg.early_stop is not None and len(window) == 25:
-            if running < best * (1.0 - cfg.early_stop_tol):
-                best, since_best = running, 0
-            else:
-                since_best += 1
-                if since_best >= cfg.early_stop:
-                    logger.info("early stop at step %d (running loss %.5g)", step + 1, running)
-                    break
+        if len(window) == 25 and stop(running):
+            logger.info("early stop at step %d (running loss %.5g)", step + 1, running)
+            break
     model.eval()
     return step + 1, running, time.perf_counter() - t0
 
@@ -277,9 +289,7 @@ def infer(model: nn.Module, lr: np.ndarray, guide: np.ndarray, cfg: OptimConfig)
     device = resolve_device(cfg.device)
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
     model = model.to(device).eval()
-    lr_t = torch.from_numpy(np.ascontiguousarray(lr, np.float32))[None].to(device)
-    guide_t = torch.from_numpy(np.ascontiguousarray(guide, np.float32))[None].to(device)
+    lr_t, guide_t = _tensors(device, lr, guide)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        out = model(lr_t, guide_t)
-    pred = out[0] if isinstance(out, tuple) else out
+        pred, _ = _outputs(model(lr_t, guide_t))
     return pred.float()[0].cpu().numpy()
