@@ -207,14 +207,26 @@ def test_plan__to_dict_is_json(scene: dict[str, Any]) -> None:
     assert isinstance(plan.layout, TileLayout)
 
 
+def _seam_ratio(a: np.ndarray, spans: Any, axis: int) -> float:
+    """Mean gradient magnitude across ``axis`` on the blended overlaps / away from them."""
+    grad = np.abs(np.diff(a, axis=axis))
+    prof = grad.mean(axis=1 - axis)  # mean gradient per column (axis=1) or row
+    seam = np.zeros(prof.size, bool)
+    for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
+        seam[s1 * 4 : e0 * 4] = True  # the blended overlaps
+    away = ~np.convolve(seam, np.ones(17), mode="same").astype(bool)
+    return float(prof[seam].mean() / prof[away].mean())
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap (issue 3): blending independently fitted tiles smooths the overlaps; "
-    "measured seam gradient 0.174 vs 0.208 elsewhere (-17%) at 200 steps",
-)
 def test_run__mmsr_seams(tmp_path: Path) -> None:
-    """mmsr: gradient magnitude on tile seams within 10% of that elsewhere."""
+    """mmsr: gradient magnitude on tile seams within 10% of that elsewhere.
+
+    The overlaps and the rest of the scene hold different terrain (the true surface has
+    seam/elsewhere ratios of 0.85 across columns and 1.59 across rows on this layout), so
+    the ratio of the output is compared with that of the true surface: a seam that the
+    blending smooths or sharpens moves it away from the truth's (measured with
+    examples/benchmarks/seam_blend.py: 0.98 and 0.94 of the truth's)."""
     from geosr.example import write_example
 
     p = write_example(tmp_path, size=64)
@@ -223,14 +235,9 @@ def test_run__mmsr_seams(tmp_path: Path) -> None:
     s = pipeline.run(p["lr"], p["guide"], out, scale=4, method="mmsr",
                      method_options={"iterations": 200, "preset": "dem"}, tiling=tiling)
     a, _ = read(out)
+    ref, _ = read(p["reference"])
     plan = pipeline.make_plan(p["lr"], p["guide"], scale=4, method="mmsr", tiling=tiling)
     assert s["tiles"]["done"] == len(plan.layout) > 1
     for axis, spans in ((1, plan.layout.col_spans), (0, plan.layout.row_spans)):
-        grad = np.abs(np.diff(a, axis=axis))
-        prof = grad.mean(axis=1 - axis)  # mean gradient per column (axis=1) or row
-        seam = np.zeros(prof.size, bool)
-        for (_, e0), (s1, _) in zip(spans, spans[1:], strict=False):
-            seam[s1 * 4 : e0 * 4] = True  # the blended overlaps
-        away = ~np.convolve(seam, np.ones(17), mode="same").astype(bool)
-        on, off = prof[seam].mean(), prof[away].mean()
-        assert abs(on - off) / off < 0.10, (axis, on, off)
+        rel = _seam_ratio(a, spans, axis) / _seam_ratio(ref, spans, axis)
+        assert abs(rel - 1) < 0.10, (axis, rel)
