@@ -163,11 +163,10 @@ class RobSelfNet(nn.Module):
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
-        residual: bool = False, trans_blur: tuple[int, ...] = (),
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.residual = residual
-        self.trans_blur = tuple(trans_blur)
         self.m, self.n, self.eta, self.block = m, n, eta, block
         self.max_disp = max_disp
         self.extract_source = nn.Sequential(_conv_relu(1, width), _conv_relu(width, width))
@@ -190,20 +189,8 @@ class RobSelfNet(nn.Module):
         up = F.interpolate(lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
         f_s = self.extract_source(up)
         f_g = self.extract_guide(guide)
-        disp = self.displacement(f_s, f_g)
-        aligned = self.align(f_g, disp)
-        if self.trans_blur:
-            # I_trans also sees box-blurred guide features warped by the same field: their
-            # gradients w.r.t. the displacement reach beyond the 1-px support of bilinear
-            # sampling, so the weak supervision can pull in shifts of several pixels.
-            views = [aligned] + [
-                self.align(F.avg_pool2d(f_g, k, stride=1, padding=k // 2,
-                                        count_include_pad=False), disp)
-                for k in self.trans_blur
-            ]
-            i_trans = self.trans_head(torch.stack(views).mean(0))
-        else:
-            i_trans = self.trans_head(aligned)
+        aligned = self.align(f_g, self.displacement(f_s, f_g))
+        i_trans = self.trans_head(aligned)
         # Content-aware reference filter: weights from <source neighbour, aligned guide
         # centre>, output from source neighbours only.
         q, kv = self.proj_guide(aligned), self.proj_source(f_s)
@@ -227,8 +214,6 @@ class RobSelfOptions(LearnedOptions):
     block: int = 8
     #: I_sr = bicubic + the prediction head's output (not in the paper; see MMSR's option)
     residual: bool = False
-    #: box sizes (HR px) of blurred guide-feature views averaged into I_trans (experimental)
-    trans_blur: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -257,7 +242,7 @@ class _RobSelf(LearnedMethod):
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
-            residual=o.residual, trans_blur=tuple(o.trans_blur),
+            residual=o.residual,
         )
 
     def halo(self, scale: int) -> int:
