@@ -8,6 +8,9 @@
 (the convolution-only floor). All variants run in one process, one after another, on
 the same inputs, so their ratios are comparable. Prints JSON; peak RSS is sampled from
 /proc around each variant (the process's resident memory, interpreter and torch included).
+Each step is also split into forward (with the loss), backward and optimiser (Adam) time;
+``filter_share`` is ``1 - floor/step`` for the variants that have a filter-free floor.
+A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights.
 """
 
 from __future__ import annotations
@@ -39,13 +42,17 @@ def build(variant: str, scale: int, preset: str | None):
 
 
 def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: int, warmup: int):
-    net = build(variant, scale, preset)
+    base, cl = variant.removesuffix("+cl"), variant.endswith("+cl")
+    net = build(base, scale, preset)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
     lr = torch.randn(1, 1, size // scale, size // scale, generator=g)
     guide = torch.randn(1, 3, size, size, generator=g)
+    if cl:
+        net = net.to(memory_format=torch.channels_last)
+        guide = guide.contiguous(memory_format=torch.channels_last)
     mask = torch.ones_like(lr)
-    times = []
+    times, parts = [], []
     with PeakMemory() as mem:
         for i in range(warmup + steps):
             t = time.perf_counter()
@@ -54,16 +61,22 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
             loss = masked_cycle_loss(pred, lr, mask, scale)
             for a in aux:
                 loss = loss + masked_cycle_loss(a, lr, mask, scale)
+            t_fwd = time.perf_counter()
             opt.zero_grad()
             loss.backward()
+            t_bwd = time.perf_counter()
             opt.step()
+            t_end = time.perf_counter()
             if i >= warmup:
-                times.append(time.perf_counter() - t)
+                times.append(t_end - t)
+                parts.append((t_fwd - t, t_bwd - t_fwd, t_end - t_bwd))
+    med = np.median(np.array(parts), axis=0)
     return {
         "variant": variant,
         "params": sum(p.numel() for p in net.parameters()),
         "seconds_per_step_median": float(np.median(times)),
         "seconds_per_step": times,
+        "forward_backward_optimizer_median": [round(float(x), 4) for x in med],
         "peak_rss_gb": mem.peak / 2**30,
     }
 
@@ -89,6 +102,12 @@ def main() -> None:
     base = by.get("mmsr")
     if base:
         res["ratio_to_mmsr"] = {k: v / base for k, v in by.items()}
+    for k, v in by.items():
+        name, _, rest = k.removesuffix("+cl").partition(":")
+        floor = by.get(f"{name}:none" + ("+cl" if k.endswith("+cl") else ""))
+        if floor and not rest.startswith(("none", "unfold")):
+            res.setdefault("filter_share", {})[k] = round(1 - floor / v, 3)
+            res.setdefault("ratio_to_floor", {})[k] = round(v / floor, 3)
     print(json.dumps(res, indent=2))
 
 
