@@ -141,3 +141,18 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
     assert kw["scene"] == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
     kw = scene_run_kwargs(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
     assert kw["scene"].mode == "tile"
+
+
+def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:
+    import io
+
+    from geosr.progress import JsonProgress
+
+    buf = io.StringIO()
+    rep = JsonProgress(buf)
+    for step in range(1, 26):
+        rep.scene(step, 25, 0.5)
+    events = [json.loads(line) for line in buf.getvalue().splitlines()]
+    assert [e["step"] for e in events] == [10, 20, 25]
+    pct = [e["percent"] for e in events]
+    assert pct == sorted(pct) and 3.0 < pct[0] < pct[-1] == 5.0
