@@ -25,6 +25,7 @@ from matplotlib.colors import LightSource
 
 import geosr
 from geosr.example import write_example
+from geosr.xr import to_raster
 
 OUT = Path(os.environ.get("GEOSR_EXAMPLE_OUT", "xarray-example"))
 OUT.mkdir(exist_ok=True)
@@ -50,7 +51,15 @@ print(lr.rio.crs, lr.rio.resolution(), "->", guide.rio.resolution())
 # %%
 hr = geosr.super_resolve_xr(lr, guide, 4, method="guided-filter")
 print(type(hr.data).__name__, hr.shape, "chunks:", hr.chunks)
-hr = hr.compute()  # or keep it lazy and write it: hr.rio.to_raster(...)
+
+# %% [markdown]
+# Write the lazy result with `geosr.xr.to_raster`: it runs the tiles and writes the GeoTIFF
+# block by block, so memory stays bounded however big the scene (`hr.rio.to_raster(path)`
+# alone would compute the whole array first). GDAL creation options go through.
+
+# %%
+to_raster(hr, OUT / "example-dsm-0p5m.tif", compress="DEFLATE")  # what `geosr sr` writes
+hr = hr.compute()  # small enough to hold: the arrays for the plots below
 
 # %% [markdown]
 # MMSR (the learned method) takes the same call; a few iterations keep this quick (the
@@ -61,7 +70,7 @@ hr_mmsr = geosr.super_resolve_xr(lr, guide, 4, method="mmsr", preset="dem", iter
                                  seed=0).compute()
 
 # %% [markdown]
-# ## Score against the true surface, write a GeoTIFF
+# ## Score against the true surface
 
 # %%
 bicubic = geosr.super_resolve_xr(lr, guide, 4, method="bicubic").compute()
@@ -75,7 +84,6 @@ def rmse(a) -> float:
 for name, a in (("bicubic", bicubic), ("guided-filter", hr), ("mmsr (30 steps)", hr_mmsr)):
     print(f"{name:16s} RMSE {rmse(a):.3f} m")
 
-hr.rio.to_raster(OUT / "example-dsm-0p5m.tif")  # what `geosr sr --method guided-filter` writes
 print({k: v for k, v in hr.attrs.items() if k.startswith("GEOSR_")})
 
 # %% [markdown]

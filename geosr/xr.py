@@ -3,10 +3,11 @@
 ::
 
     import rioxarray, geosr
+    from geosr.xr import to_raster
     lr = rioxarray.open_rasterio("dsm_2m.tif", chunks=True)      # dask-backed: stays lazy
     guide = rioxarray.open_rasterio("ortho_0p5m.tif", chunks=True)
     hr = geosr.super_resolve_xr(lr, guide, 4, method="guided-filter")
-    hr.rio.to_raster("dsm_0p5m.tif")                            # the tiles run here
+    to_raster(hr, "dsm_0p5m.tif", compress="DEFLATE")           # the tiles run here
 
 Design. This is the pipeline of :mod:`geosr.pipeline` with DataArrays in place of files;
 nothing about the grid, the tiles, the statistics or the blending is implemented twice:
@@ -26,12 +27,15 @@ nothing about the grid, the tiles, the statistics or the blending is implemented
 - **Graph.** One dask task per statistics read (:func:`geosr.pipeline.stats_reads`) gives
   the moments of its block; one task folds them in the pipeline's order into the plan's
   scene statistics (:func:`geosr.pipeline.with_stats`), so they are bit-identical to
-  :func:`geosr.pipeline.compute_stats` on the files. One task per tile takes that plan and
-  its own LR/guide pieces (dask slices of the inputs) and runs
-  :func:`geosr.pipeline.predict_tile`. One task per output block (``tiling.mosaic_block``
-  pixels a side; the result's chunks) blends the tiles touching it with
-  :func:`geosr.pipeline.mosaic_block` (cosine ramps). Each piece of the inputs is read by
-  the tasks that need it only; no task holds a whole raster.
+  :func:`geosr.pipeline.compute_stats` on the files. In ``scene``/``hybrid`` mode one task
+  then fits the scene network (:func:`geosr.scene.fit_scene`) on random crops, each read
+  when drawn from the inputs through the same source (:class:`_WholeSource`). One task
+  per tile takes that plan and its own LR/guide pieces (dask slices of the inputs) and
+  runs :func:`geosr.pipeline.predict_tile`. One task per output block
+  (``tiling.mosaic_block`` pixels a side; the result's chunks) blends the tiles touching
+  it with :func:`geosr.pipeline.mosaic_block` (cosine ramps). The graph is one low-level
+  layer whose size grows with the number of tiles only, and each piece of the inputs is
+  read, window by window, by the task that needs it: no task holds a whole raster.
 
 Laziness. When ``lr`` or ``guide`` is dask-backed (``open_rasterio(..., chunks=...)``,
 ``.chunk()``), the call only builds that graph: nothing is read or computed (statistics
@@ -40,13 +44,19 @@ included) until the result is computed or written, and input errors that need pi
 computed at once on dask's threaded scheduler (``tiling.workers`` threads; one at a time
 for learned methods) and the result is numpy-backed.
 
-Equivalence with the CLI. ``result.rio.to_raster(path)`` writes the values, CRS,
-transform, nodata, band description and ``GEOSR_*`` provenance tags that ``geosr sr`` /
-``geosr dem-sr`` write for the same inputs and options (not the COG layout or
-compression: pass those to ``to_raster``; the LR's unit is kept as a ``units`` attribute).
-A lazy result is written block by block with ``hr.rio.to_raster(path, tiled=True,
-lock=threading.Lock())``; without ``lock`` rioxarray computes it whole first.
-Values are identical when the guide is given in its file's data type (statistics up to
+Writing. :func:`to_raster` writes a lazy result block by block in bounded memory (about
+the CLI's: ``examples/benchmarks/xr_memory.py``): it computes the statistics' reads a few
+at a time, then the output blocks in row-major order a few at a time
+(:func:`compute_by_rows`), keeping only the tiles later blocks need. A plain
+``hr.rio.to_raster(path)`` computes the whole array first; ``hr.rio.to_raster(path,
+tiled=True, lock=threading.Lock())`` writes by blocks but in dask's own order, which
+reads ahead the statistics' inputs and holds hundreds of finished tiles on big scenes.
+
+Equivalence with the CLI. :func:`to_raster` (or ``result.rio.to_raster(path)``) writes
+the values, CRS, transform, nodata, band description and ``GEOSR_*`` provenance tags that
+``geosr sr`` / ``geosr dem-sr`` write for the same inputs and options (not the COG layout
+or compression: pass those as creation options; the LR's unit is kept as a ``units``
+attribute). Values are identical when the guide is given in its file's data type (statistics up to
 ``STATS_FULL_PIXELS`` per raster use every pixel; above, the decimated reads follow GDAL's
 nearest sampling). The guide's colour interpretation is not known to a DataArray: pass
 ``guide_bands=[1, 2, 3]`` for an RGBA guide (the CLI drops alpha bands by itself).
@@ -56,7 +66,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
+import os
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -64,11 +77,11 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
-from .errors import GridError, InputError
+from .errors import GridError, InputError, OptionError
 from .grid import OutputGrid, RasterGeometry, Window, guide_bounds_in, guide_resolution_in
 from .io import RasterInfo, _invalid
 
-__all__ = ["ArraySource", "super_resolve_xr"]
+__all__ = ["ArraySource", "compute_by_rows", "super_resolve_xr", "to_raster"]
 
 #: Kernel radius (source pixels) of GDAL's resampling methods, for the guide margin.
 _KERNEL_RADIUS = {"nearest": 1, "bilinear": 1, "average": 1, "mode": 1, "cubic": 2,
@@ -125,32 +138,50 @@ class ArraySource:
         from .io import gdal_env, guide_vrt, read_guide
 
         nb = len(plan.guide_bands)
-        g = None if self.guide is None else np.asarray(self.guide)
+        g = self.guide
+        lazy = _is_dask(g)
+        if g is not None and not lazy:
+            g = np.asarray(g)
         if g is None or g.size == 0:  # the destination is outside the guide
             yield lambda w: np.full((nb, w.height, w.width), np.nan, np.float32)
             return
         if self.guide_geometry is None:
             raise ValueError("an ArraySource with a guide needs its guide_geometry")
-        g = np.ascontiguousarray(g[[b - 1 for b in plan.guide_bands]])
-        if g.dtype == bool or g.dtype == np.float16:
-            g = g.astype(np.uint8 if g.dtype == bool else np.float32)
+        idx = [b - 1 for b in plan.guide_bands]
+        if idx != list(range(g.shape[0])):
+            g = g[idx]
+        dtype = np.dtype(g.dtype)
+        if dtype.kind == "b" or dtype == np.dtype(np.float16):
+            dtype = np.dtype(np.uint8 if dtype.kind == "b" else np.float32)
         _, h, w = g.shape
         crs = self.guide_geometry.crs
         r0, c0 = self.guide_origin
         t = self.guide_geometry.transform @ Affine.translation(c0, r0)
-        nodata = _representable(self.guide_nodata, g.dtype)
+        nodata = _representable(self.guide_nodata, dtype)
         with gdal_env(), MemoryFile() as mem:
-            with mem.open(driver="GTiff", width=w, height=h, count=nb, dtype=g.dtype.name,
+            with mem.open(driver="GTiff", width=w, height=h, count=nb, dtype=dtype.name,
                           crs=crs, transform=t, nodata=nodata) as ds:
-                ds.write(g)
+                if lazy:  # computed and written a chunk at a time, never held whole
+                    rows, cols = (np.cumsum((0, *c)) for c in g.chunks[1:])
+                    for ra, rb in zip(rows[:-1], rows[1:], strict=True):
+                        for ca, cb in zip(cols[:-1], cols[1:], strict=True):
+                            blk = g[:, ra:rb, ca:cb].compute(scheduler="sync")
+                            ds.write(np.asarray(blk, dtype=dtype),
+                                     window=Window(int(ra), int(ca), int(rb), int(cb)).to_rasterio())
+                else:
+                    ds.write(np.ascontiguousarray(g, dtype=dtype))
             info = RasterInfo(
                 path=mem.name, geometry=RasterGeometry(crs, t, w, h), count=nb,
-                dtypes=(g.dtype.name,) * nb, nodata=nodata, colorinterp=("undefined",) * nb,
+                dtypes=(dtype.name,) * nb, nodata=nodata, colorinterp=("undefined",) * nb,
                 descriptions=(None,) * nb, units=(None,) * nb,
             )
             with guide_vrt(info, target, resampling) as (vrt, mask_band):
                 bands = list(range(1, nb + 1))
                 yield lambda win: read_guide(vrt, mask_band, bands, win)
+
+
+def _is_dask(x: Any) -> bool:
+    return x is not None and hasattr(x, "dask") and hasattr(x, "compute")
 
 
 def _nearest(size: int, n: int) -> np.ndarray:
@@ -318,7 +349,53 @@ def _guide_cover(guide: RasterGeometry, resampling_of: Callable[[Any], str]) -> 
     return _GuideCover(guide, pad_for)
 
 
-def _lr_partial(plan: Any, i: int, piece: Any, nodata: float | None) -> list[Any]:
+def _materialize(piece: Any) -> Any:
+    """A piece of an input as numpy: dask pieces computed here (synchronously)."""
+    if piece is None:
+        return None
+    if _is_dask(piece):
+        return np.asarray(piece.compute(scheduler="sync"))
+    return np.asarray(piece)
+
+
+@dataclasses.dataclass(frozen=True)
+class _WholeSource:
+    """Windows of whole input arrays (numpy or dask), for reads not known when the graph is
+    built (the scene fit's random crops): each read takes, and computes, only the pieces
+    it needs, then reads them through ``meta`` (an :class:`ArraySource`) like a tile."""
+
+    lr: Any  # (rows, cols): the LR band
+    guide: Any  # (bands, rows, cols)
+    meta: ArraySource
+
+    def read_lr(
+        self, plan: Any, window: Window, out_shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        piece = _materialize(self.lr[window.row0 : window.row1, window.col0 : window.col1])
+        src = dataclasses.replace(self.meta, lr=piece, lr_origin=(window.row0, window.col0))
+        return src.read_lr(plan, window, out_shape)
+
+    @contextlib.contextmanager
+    def guide_reader(
+        self, plan: Any, target: Any, resampling: str
+    ) -> Iterator[Callable[[Window], np.ndarray]]:
+        assert self.meta.guide_geometry is not None
+        cover = _guide_cover(self.meta.guide_geometry, lambda t: resampling)
+
+        def read(win: Window) -> np.ndarray:
+            gw = cover.window(target, win)
+            piece, origin = None, (0, 0)
+            if gw is not None:
+                piece = _materialize(self.guide[:, gw.row0 : gw.row1, gw.col0 : gw.col1])
+                origin = (gw.row0, gw.col0)
+            src = dataclasses.replace(self.meta, guide=piece, guide_origin=origin)
+            with src.guide_reader(plan, target, resampling) as r:
+                return r(win)
+
+        yield read
+
+
+def _lr_partial(plan: Any, piece: Any, *, i: int, nodata: float | None) -> list[Any]:
     from .pipeline import _Moments, stats_reads
 
     win, shape = stats_reads(plan).lr[i]
@@ -326,7 +403,7 @@ def _lr_partial(plan: Any, i: int, piece: Any, nodata: float | None) -> list[Any
     return _Moments.partial(src.read_lr(plan, win, out_shape=shape))
 
 
-def _guide_partial(plan: Any, i: int, piece: Any, origin: tuple[int, int],
+def _guide_partial(plan: Any, *, piece: Any, i: int, origin: tuple[int, int],
                    geometry: RasterGeometry, nodata: float | None) -> list[Any]:
     from .pipeline import _Moments, stats_reads
 
@@ -348,6 +425,17 @@ def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]
     return with_stats(plan, lr_m, g_m)
 
 
+def _scene_task(plan: Any, *, source: _WholeSource) -> Any:
+    """The plan (with statistics) carrying its scene network, fitted on random crops read
+    through ``source`` (as :func:`geosr.pipeline.scene_network` does from the files)."""
+    from .pipeline import _LEARNED_LOCK, _torch_threads
+    from .scene import fit_scene
+
+    with _LEARNED_LOCK, _torch_threads(plan.torch_threads):
+        fitted, _ = fit_scene(dataclasses.replace(plan, source=source), plan.scene)
+    return dataclasses.replace(fitted, source=None)
+
+
 def _predict(plan: Any, tile: Any, source: ArraySource) -> np.ndarray | None:
     from .pipeline import _LEARNED_LOCK, _torch_threads, is_deterministic, predict_tile
 
@@ -358,7 +446,7 @@ def _predict(plan: Any, tile: Any, source: ArraySource) -> np.ndarray | None:
         return predict_tile(plan, tile)
 
 
-def _tile_task(plan: Any, tile: Any, lr_piece: Any, guide_piece: Any,
+def _tile_task(plan: Any, lr_piece: Any, guide_piece: Any, *, tile: Any,
                guide_origin: tuple[int, int], meta: ArraySource) -> np.ndarray | None:
     win = plan.lr_window(tile.context)
     src = dataclasses.replace(meta, lr=lr_piece, lr_origin=(win.row0, win.col0),
@@ -373,17 +461,28 @@ class _Tiles(dict):  # type: ignore[type-arg]
         return self[key]
 
 
-def _mosaic_task(plan: Any, block: Window, tiles: dict[str, Any]) -> np.ndarray:
+def _mosaic_task(plan: Any, tiles: Sequence[Any], *, block: Window,
+                 keys: Sequence[str]) -> np.ndarray:
     from .pipeline import mosaic_block
 
-    return mosaic_block(plan, _Tiles(tiles), block)
+    return mosaic_block(plan, _Tiles(zip(keys, tiles, strict=True)), block)
 
 
 def _graph(plan: Any, lr: _Input, guide: _Input, block_px: int) -> Any:
-    """The dask array ``(H, W)`` float32 of the output, chunked by output blocks."""
+    """The dask array ``(H, W)`` float32 of the output, chunked by output blocks.
+
+    Built as one low-level graph (``(func, *args)`` tasks whose literal arguments are bound
+    with ``functools.partial``), so its size grows with the number of tiles only. The input
+    pieces a task gets are dask slices of the inputs, each optimised on its own: its tasks
+    read just its windows of the input chunks (nothing holds a whole chunk, or a whole
+    input for the statistics, between tasks).
+    """
     import dask
     import dask.array as dsa
+    from dask.array.core import concatenate3
     from dask.base import tokenize
+    from dask.core import flatten
+    from dask.highlevelgraph import HighLevelGraph
 
     from .pipeline import is_deterministic, stats_reads
     from .tiling import blocks
@@ -393,59 +492,105 @@ def _graph(plan: Any, lr: _Input, guide: _Input, block_px: int) -> Any:
         token = tokenize(lr.data, guide.data, plan.to_dict())
     else:
         token = uuid.uuid4().hex
-    delayed = dask.delayed
-    plan_node = delayed(plan, name=f"geosr-plan-{token}", traverse=False)
     s = plan.scale
     bi = plan.lr_band - 1
-    gdata = guide.data
+    ldata, gdata = lr.data, guide.data
+    if not lr.lazy:  # numpy: one chunk, sliced by the tasks that need it
+        ldata = dsa.from_array(ldata, chunks=ldata.shape, name=f"geosr-lr-{token}")
+    if not guide.lazy:
+        gdata = dsa.from_array(gdata, chunks=gdata.shape, name=f"geosr-guide-{token}")
     ggeom = guide.info.geometry
     cover = _guide_cover(
         ggeom, lambda t: plan.guide_resampling if t == plan.grid.transform else "nearest"
     )
+    dsk: dict[Any, Any] = {}
+
+    def piece(arr: Any) -> Any:
+        """The key of a task that assembles a dask slice of an input (its own graph is
+        optimised on its own, so that it reads just its windows of the input's chunks)."""
+        (opt,) = dask.optimize(arr)
+        dsk.update(opt.__dask_graph__())
+        keys = opt.__dask_keys__()
+        flat = list(flatten(keys))
+        if len(flat) == 1:
+            return flat[0]
+        key = f"geosr-piece-{opt.name}"
+        dsk[key] = (concatenate3, keys)  # its own task: the windows are released once joined
+        return key
+
+    def lr_piece(w: Window) -> Any:
+        return piece(ldata[bi, w.row0 : w.row1, w.col0 : w.col1])
 
     def guide_piece(target: Any, win: Window) -> tuple[Any, tuple[int, int]]:
         gw = cover.window(target, win)
         if gw is None:
             return None, (0, 0)
-        return gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1], (gw.row0, gw.col0)
+        return piece(gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1]), (gw.row0, gw.col0)
 
+    plan_key = f"geosr-plan-{token}"
+    dsk[plan_key] = (functools.partial(_const, plan),)
     # scene statistics: one task per read, folded in the pipeline's order
     reads = stats_reads(plan)
-    lr_parts = [
-        delayed(_lr_partial)(plan_node, i, lr.data[bi, w.row0 : w.row1, w.col0 : w.col1],
-                             lr.nodata, dask_key_name=f"geosr-stats-lr-{token}-{i}")
-        for i, (w, _) in enumerate(reads.lr)
-    ]
+    lr_parts = []
+    for i, (w, _) in enumerate(reads.lr):
+        key = f"geosr-stats-lr-{token}-{i}"
+        dsk[key] = (functools.partial(_lr_partial, i=i, nodata=lr.nodata), plan_key,
+                    lr_piece(w))
+        lr_parts.append(key)
     g_parts = []
     for i, blk in enumerate(reads.guide_blocks):
-        piece, origin = guide_piece(reads.guide_target, blk)
-        g_parts.append(delayed(_guide_partial)(
-            plan_node, i, piece, origin, ggeom, guide.nodata,
-            dask_key_name=f"geosr-stats-guide-{token}-{i}"))
-    stats_plan = delayed(_finish_stats)(plan_node, lr_parts, g_parts,
-                                        dask_key_name=f"geosr-stats-{token}")
-    # tiles
+        # a read of a big scene's decimated guide needs a large full-resolution piece:
+        # the task computes it itself, a chunk at a time, into its in-memory GeoTIFF
+        gw = cover.window(reads.guide_target, blk)
+        lazy, origin = None, (0, 0)
+        if gw is not None:
+            lazy = gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1]
+            origin = (gw.row0, gw.col0)
+        key = f"geosr-stats-guide-{token}-{i}"
+        dsk[key] = (functools.partial(_guide_partial, i=i, origin=origin, geometry=ggeom,
+                                      nodata=guide.nodata, piece=lazy), plan_key)
+        g_parts.append(key)
+    tile_plan = f"geosr-stats-{token}"
+    dsk[tile_plan] = (_finish_stats, plan_key, lr_parts, g_parts)
+    # scene/hybrid modes: one network fitted on random crops, for every tile
     meta = ArraySource(lr_nodata=lr.nodata, guide_geometry=ggeom, guide_nodata=guide.nodata)
-    tiles = {}
+    if plan.scene.mode != "tile":
+        whole = _WholeSource(lr=ldata[bi], guide=gdata, meta=meta)
+        dsk[f"geosr-scene-{token}"] = (functools.partial(_scene_task, source=whole), tile_plan)
+        tile_plan = f"geosr-scene-{token}"
+    # tiles
+    tile_keys = {}
     for t in plan.layout:
-        w = plan.lr_window(t.context)
-        piece, origin = guide_piece(plan.grid, t.context.scaled(s))
-        tiles[t.key] = delayed(_tile_task)(
-            stats_plan, t, lr.data[bi, w.row0 : w.row1, w.col0 : w.col1], piece, origin, meta,
-            dask_key_name=f"geosr-tile-{token}-{t.key}")
+        expr, origin = guide_piece(plan.grid, t.context.scaled(s))
+        key = f"geosr-tile-{token}-{t.key}"
+        dsk[key] = (functools.partial(_tile_task, tile=t, guide_origin=origin, meta=meta),
+                    tile_plan, lr_piece(plan.lr_window(t.context)), expr)
+        tile_keys[t.key] = key
     # mosaic: one chunk per output block, from the tiles touching it
+    name = f"geosr-sr-{token}"
     lay = plan.layout
-    rows: list[list[Any]] = []
+    heights: list[int] = []
+    widths: list[int] = []
+    rows: dict[int, int] = {}
+    cols: dict[int, int] = {}
     for blk in blocks(plan.grid.height, plan.grid.width, block_px):
+        if blk.row0 not in rows:
+            rows[blk.row0] = len(rows)
+            heights.append(blk.height)
+        if blk.col0 not in cols:
+            cols[blk.col0] = len(cols)
+            widths.append(blk.width)
         lr_blk = Window(blk.row0 // s, blk.col0 // s, -(-blk.row1 // s), -(-blk.col1 // s))
-        deps = {t.key: tiles[t.key] for t in lay.tiles_touching(lr_blk)}
-        d = delayed(_mosaic_task)(plan_node, blk, deps,
-                                  dask_key_name=f"geosr-block-{token}-{blk.row0}-{blk.col0}")
-        arr = dsa.from_delayed(d, shape=blk.shape, dtype=np.float32)
-        if blk.col0 == 0:
-            rows.append([])
-        rows[-1].append(arr)
-    return dsa.block(rows)
+        touching = [t.key for t in lay.tiles_touching(lr_blk)]
+        dsk[(name, rows[blk.row0], cols[blk.col0])] = (
+            functools.partial(_mosaic_task, block=blk, keys=touching), plan_key,
+            [tile_keys[k] for k in touching])
+    hlg = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return dsa.Array(hlg, name, chunks=(tuple(heights), tuple(widths)), dtype=np.float32)
+
+
+def _const(value: Any) -> Any:
+    return value
 
 
 # -- public function -----------------------------------------------------------------------
@@ -460,6 +605,8 @@ def super_resolve_xr(
     nodata: float | None = None,
     tiling: Any = None,
     guide_resampling: str | None = None,
+    mode: str = "tile",
+    scene: Any = None,
     **options: Any,
 ) -> Any:
     """Super-resolve a georeferenced DataArray ``lr`` by ``scale`` with the DataArray ``guide``.
@@ -473,7 +620,11 @@ def super_resolve_xr(
     ``tiling`` (a :class:`geosr.pipeline.TilingConfig`) and ``guide_resampling`` are the
     CLI's ``--lr-band``, ``--guide-bands``, ``--nodata``, ``--tile-size/--overlap/--workers``
     options; ``options`` go to the method (``geosr methods``), e.g. ``preset="dem",
-    iterations=200, seed=0`` for ``mmsr``.
+    iterations=200, seed=0`` for ``mmsr``. ``mode`` (``tile``, ``scene`` or ``hybrid``)
+    and ``scene`` (a :class:`geosr.scene.SceneConfig`) are those of
+    :func:`geosr.pipeline.run` (``--mode``, ``--scene-*``): in ``scene``/``hybrid`` mode
+    one network is fitted on random crops of the scene, as one task of the graph after the
+    statistics (it reads only its crops), and the tiles apply it or start from it.
 
     Returns a float32 DataArray ``(y, x)`` (``(band, y, x)`` with the chosen band if ``lr``
     is 3-D) with the output grid's coordinates, CRS, transform, nodata (the LR's: its value
@@ -487,6 +638,7 @@ def super_resolve_xr(
 
     from .io import provenance_tags
     from .pipeline import TilingConfig, _band_description, make_plan
+    from .scene import SceneConfig
 
     src_lr = _as_input(lr, "LR")
     src_g = _as_input(guide, "guide")
@@ -497,10 +649,13 @@ def super_resolve_xr(
             f"pass guide_bands={list(range(1, src_g.info.count + 1))}"
         )
     tiling = tiling if tiling is not None else TilingConfig()
+    scene = scene if scene is not None else SceneConfig(mode=mode)
+    if scene.mode != mode and mode != "tile":
+        raise OptionError(f"mode {mode!r} disagrees with scene.mode {scene.mode!r}")
     plan = make_plan(
         src_lr.info, src_g.info, scale=scale, method=method, method_options=options,
         lr_band=lr_band, guide_bands=guide_bands, nodata=nodata, tiling=tiling,
-        guide_resampling=guide_resampling,
+        guide_resampling=guide_resampling, scene=scene,
     )
     data = _graph(plan, src_lr, src_g, tiling.mosaic_block)
     g = plan.grid
@@ -530,3 +685,183 @@ def super_resolve_xr(
     if not (src_lr.lazy or src_g.lazy):
         out = out.compute(scheduler="threads", num_workers=plan.workers)
     return out
+
+
+# -- writing -------------------------------------------------------------------------------
+def _block_side(chunks: Sequence[int]) -> int:
+    """Largest GeoTIFF block side (16..512) that divides every chunk but the last."""
+    inner = [int(c) for c in chunks[:-1]] or [int(chunks[0])]
+    for side in (512, 256, 128, 64, 32, 16):
+        if all(c % side == 0 for c in inner):
+            return side
+    return 256
+
+
+def _default_workers(hr: Any) -> int | None:
+    """The pipeline's default number of tiles at once for the method of ``hr``, if known."""
+    from .models import get_method_class
+    from .pipeline import TilingConfig
+
+    method = hr.attrs.get("GEOSR_METHOD")
+    try:
+        deterministic = bool(get_method_class(method).deterministic)
+    except Exception:  # not a geosr result, or an unknown method
+        return None
+    return TilingConfig().resolve(deterministic=deterministic, halo=0)[2]
+
+
+#: the per-read statistics tasks of a :func:`super_resolve_xr` graph
+_STATS_READ = re.compile(r"^geosr-stats-(lr|guide)-[0-9a-f]+-([0-9]+)$")
+
+
+def compute_by_rows(stored: Any, *, axis: int = -2, num_workers: int | None = None,
+                    per_call: int | None = None) -> None:
+    """Compute a ``dask.array.store(..., compute=False)`` result a few chunks at a time.
+
+    Left to itself, dask's threaded scheduler reads ahead all the input windows of the
+    scene statistics before folding them, and then computes the tiles in a centre-out
+    order that keeps hundreds of finished tiles waiting for their other output blocks.
+    Here the work is cut into successive calls of the threaded scheduler: first the
+    statistics' reads, one at a time, then the output chunks in row-major
+    order (along ``axis``, the rows' axis of the stored array), ``per_call`` at a time
+    (default: a row). What a later call also needs (the statistics, the tiles that straddle
+    two calls) is kept and given to it; everything else is released. Memory is then that of
+    a few tiles and a row of tiles, whatever the raster's size.
+    """
+    import dask
+    import dask.threaded
+    from dask.core import flatten, get_dependencies
+
+    # not optimised again: a super_resolve_xr graph is low-level already (its input pieces
+    # were optimised when it was built), and a second copy of it would only take memory
+    dsk = dict(stored.__dask_graph__())
+    if hasattr(stored, "key"):  # a Delayed: the chunks' store tasks are its dependencies
+        targets = list(get_dependencies(dsk, stored.key))
+    else:  # an array of store tasks (dask >= 2025)
+        targets = list(flatten(stored.__dask_keys__()))
+    if not targets or not all(isinstance(k, tuple) and len(k) >= 3 and -len(k) < axis < len(k)
+                              for k in targets):
+        dask.compute(stored, scheduler="threads", num_workers=num_workers)
+        return
+    rows: dict[Any, list[Any]] = {}
+    for k in sorted(targets, key=lambda k: k[1:]):
+        rows.setdefault(k[axis if axis < 0 else axis + 1], []).append(k)
+    stats = {}
+    for k in dsk:
+        m = _STATS_READ.match(k) if isinstance(k, str) else None
+        if m:
+            stats[k] = (m.group(1), int(m.group(2)))
+    # one statistics read at a time: a read of a big scene's decimated guide holds a
+    # full-resolution piece of it (~50 MB at 16384^2 pixels) and its in-memory copy
+    groups = [[k] for k in sorted(stats, key=stats.__getitem__)]
+    for r in sorted(rows):
+        row = rows[r]
+        size = per_call or len(row)
+        groups.extend(row[i : i + size] for i in range(0, len(row), size))
+    def dependencies(key: Any) -> set[Any]:
+        return get_dependencies(dsk, key)  # not cached: the graph can be big
+
+    # the last call that needs each key (a key computed by an earlier call is given to a
+    # later one as a value: what it was computed from is not needed there)
+    last_use: dict[Any, int] = {}
+    computed: set[Any] = set()
+    for i, group in enumerate(groups):
+        stack = list(group)
+        while stack:
+            k = stack.pop()
+            if last_use.get(k) == i:
+                continue
+            last_use[k] = i
+            if k not in computed:
+                computed.add(k)
+                stack.extend(dependencies(k))
+    kept: dict[Any, Any] = {}
+    for i, group in enumerate(groups):
+        sub: dict[Any, Any] = {}
+        stack = list(group)
+        while stack:
+            k = stack.pop()
+            if k in sub:
+                continue
+            if k in kept:  # computed by an earlier call: a constant here
+                sub[k] = (functools.partial(_const, kept[k]),)
+                continue
+            sub[k] = dsk[k]
+            stack.extend(dependencies(k))
+        keep = [k for k in sub if last_use[k] > i and k not in kept]
+        values = dask.threaded.get(sub, [*group, *keep], num_workers=num_workers)
+        kept.update(zip(keep, values[len(group):], strict=True))
+        kept = {k: v for k, v in kept.items() if last_use[k] > i}
+        del sub, values  # nothing but ``kept`` holds results between calls
+        _trim_heap()
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the system (glibc ``malloc_trim``).
+
+    The tiles a call keeps for the next one are scattered among the freed buffers of the
+    tiles and blocks it computed, so glibc, which only shrinks its heap from the top, would
+    otherwise keep those freed pages: resident memory then grows with the scene's width
+    (dask.distributed's workers trim their heap for the same reason). A no-op elsewhere.
+    """
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        _MALLOC_TRIM = False
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            pass
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM: Any = None
+
+
+def to_raster(
+    hr: Any,
+    path: Any,
+    *,
+    lock: Any = None,
+    num_workers: int | None = None,
+    **kwargs: Any,
+) -> None:
+    """Write ``hr`` (a :func:`super_resolve_xr` result) to a tiled GeoTIFF, block by block.
+
+    A dask-backed ``hr`` is computed one row of output blocks (chunks) at a time with
+    dask's threaded scheduler (:func:`compute_by_rows`), each block written as soon as it
+    is ready under ``lock`` (default: a new ``threading.Lock``), so memory stays bounded
+    whatever the raster's size; ``hr.rio.to_raster(path)`` alone would compute the whole
+    array first. ``num_workers`` threads run the tiles (default: the pipeline's, e.g. the
+    ``workers`` of the CLI's ``--workers`` default for the method). ``kwargs`` go to
+    ``hr.rio.to_raster`` (GDAL creation options such as ``compress="DEFLATE"``); the
+    GeoTIFF's blocks default to the largest size that divides the chunks, so no block is
+    written twice. A numpy-backed ``hr`` is written by windows.
+    """
+    import threading
+
+    import dask
+
+    from .io import gdal_env
+
+    lazy = dask.is_dask_collection(hr.data)
+    kwargs.setdefault("tiled", True)
+    if not lazy:
+        kwargs.setdefault("windowed", True)
+        with gdal_env():
+            hr.rio.to_raster(path, **kwargs)
+        return
+    if kwargs.get("tiled"):
+        chunks = dict(zip(hr.dims, hr.chunks, strict=True))
+        kwargs.setdefault("blockysize", _block_side(chunks[hr.rio.y_dim]))
+        kwargs.setdefault("blockxsize", _block_side(chunks[hr.rio.x_dim]))
+    workers = num_workers if num_workers is not None else _default_workers(hr)
+    with gdal_env():
+        stored = hr.rio.to_raster(path, lock=lock or threading.Lock(), compute=False, **kwargs)
+        # as many output blocks per call as tiles run at once: each call keeps only the
+        # tiles later blocks need
+        per_call = max(1, workers or os.cpu_count() or 1)
+        compute_by_rows(stored, axis=hr.dims.index(hr.rio.y_dim), num_workers=workers,
+                        per_call=per_call)

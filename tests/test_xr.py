@@ -21,6 +21,7 @@ from geosr import pipeline
 from geosr.cli.main import cli
 from geosr.errors import GeosrError, GridError, InputError, OptionError
 from geosr.pipeline import OutputConfig, TilingConfig
+from geosr.scene import SceneConfig
 from geosr.xr import ArraySource
 
 from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
@@ -157,6 +158,31 @@ def test_super_resolve_xr__mmsr_seeded_equals_pipeline(scene: dict[str, Any]) ->
     assert hr.attrs["GEOSR_OPTIONS"] == '{"iterations": 3, "preset": "dem", "seed": 0}'
 
 
+@pytest.mark.parametrize("mode", ["scene", "hybrid"])
+def test_super_resolve_xr__scene_modes_equal_pipeline(scene: dict[str, Any], mode: str) -> None:
+    """One scene network, fitted as a task of the lazy graph on crops read through the
+    array source, gives the pipeline's values."""
+    opts = {"iterations": 4, "width": 8, "preset": "dem"}
+    tiling = TilingConfig(tile_size=16, overlap=8)
+    cfg = SceneConfig(mode=mode, crop=12, pool=4, hybrid_iterations=2)
+    out = scene["dir"] / f"{mode}.tif"
+    summary = pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="mmsr",
+                           method_options=opts, tiling=tiling, scene=cfg,
+                           output=OutputConfig(cog=False))
+    assert summary["scene_fit"]["crops"] == 4 and summary["tiles"]["done"] > 1
+    ref, _ = read(out)
+    lr = open_da(scene["lr"], chunks={"x": 16, "y": 16})
+    guide = open_da(scene["guide"], chunks={"x": 64, "y": 64})
+    with dask.config.set(scheduler=_no_compute):
+        hr = geosr.super_resolve_xr(lr, guide, 4, method="mmsr", tiling=tiling, mode=mode,
+                                    scene=cfg, **opts)
+    assert dask.is_dask_collection(hr.data)
+    keys = [str(k) for k in dict(hr.data.__dask_graph__())]
+    assert sum(k.startswith("geosr-scene-") for k in keys) == 1  # one fit for all tiles
+    np.testing.assert_array_equal(hr.values[0], ref)
+    assert hr.attrs["GEOSR_METHOD"] == "mmsr"
+
+
 # -- dask ----------------------------------------------------------------------------------
 def _no_compute(*args: Any, **kwargs: Any) -> Any:
     raise AssertionError("super_resolve_xr computed something")
@@ -273,6 +299,9 @@ def test_super_resolve_xr__errors(scene: dict[str, Any]) -> None:
         (xr.concat([lr, lr], "band"), guide, 4, {}, InputError, r"lr_band=N"),
         (lr, guide, 4, {"lr_band": 3}, InputError, r"out of range"),
         (lr, guide, 4, {"method": "nope"}, OptionError, r"nope"),
+        (lr, guide, 4, {"mode": "scene"}, OptionError, r"nothing to fit.*--mode tile"),
+        (lr, guide, 4, {"method": "mmsr", "mode": "hybrid", "scene": SceneConfig(mode="scene")},
+         OptionError, r"disagrees"),
         (lr.assign_coords(x=lr.x + 1e6), guide, 4, {}, GridError, r"do not overlap"),
         (xr.DataArray(np.zeros((8, 8)), dims=("y", "x")).rio.write_crs("EPSG:32633"), guide, 4,
          {}, GridError, r"no transform.*write_transform"),
