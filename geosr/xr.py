@@ -30,12 +30,13 @@ nothing about the grid, the tiles, the statistics or the blending is implemented
   :func:`geosr.pipeline.compute_stats` on the files. In ``scene``/``hybrid`` mode one task
   then fits the scene network (:func:`geosr.scene.fit_scene`) on random crops, each read
   when drawn from the inputs through the same source (:class:`_WholeSource`). One task
-  per tile takes that plan and its own LR/guide pieces (dask slices of the inputs) and
-  runs :func:`geosr.pipeline.predict_tile`. One task per output block
+  per tile takes that plan, reads its own LR/guide windows and runs
+  :func:`geosr.pipeline.predict_tile`. One task per output block
   (``tiling.mosaic_block`` pixels a side; the result's chunks) blends the tiles touching
-  it with :func:`geosr.pipeline.mosaic_block` (cosine ramps). The graph is one low-level
-  layer whose size grows with the number of tiles only, and each piece of the inputs is
-  read, window by window, by the task that needs it: no task holds a whole raster.
+  it with :func:`geosr.pipeline.mosaic_block` (cosine ramps). The inputs are not split
+  into tasks of their own: each task takes (computes, for dask inputs) just its windows
+  of them, as a tile of the CLI reads its windows of the files, so no task holds a whole
+  raster and the graph (one low-level layer) grows with the number of tiles only.
 
 Laziness. When ``lr`` or ``guide`` is dask-backed (``open_rasterio(..., chunks=...)``,
 ``.chunk()``), the call only builds that graph: nothing is read or computed (statistics
@@ -45,12 +46,12 @@ computed at once on dask's threaded scheduler (``tiling.workers`` threads; one a
 for learned methods) and the result is numpy-backed.
 
 Writing. :func:`to_raster` writes a lazy result block by block in bounded memory (about
-the CLI's: ``examples/benchmarks/xr_memory.py``): it computes the statistics' reads a few
+the CLI's: ``examples/benchmarks/xr_memory.py``): it computes the statistics' reads one
 at a time, then the output blocks in row-major order a few at a time
 (:func:`compute_by_rows`), keeping only the tiles later blocks need. A plain
 ``hr.rio.to_raster(path)`` computes the whole array first; ``hr.rio.to_raster(path,
-tiled=True, lock=threading.Lock())`` writes by blocks but in dask's own order, which
-reads ahead the statistics' inputs and holds hundreds of finished tiles on big scenes.
+tiled=True, lock=threading.Lock())`` writes by blocks but in dask's own order, which runs
+all the statistics' reads at once and holds hundreds of finished tiles on big scenes.
 
 Equivalence with the CLI. :func:`to_raster` (or ``result.rio.to_raster(path)``) writes
 the values, CRS, transform, nodata, band description and ``GEOSR_*`` provenance tags that
@@ -97,7 +98,8 @@ class ArraySource:
     pixel ``lr_origin``; ``guide``: a ``(bands, rows, cols)`` piece of the guide (all its
     bands; the plan picks them) whose ``[:, 0, 0]`` is guide pixel ``guide_origin`` of a
     raster of geometry ``guide_geometry``. Pieces may be whole rasters (numpy, or anything
-    ``np.asarray`` takes); a read outside its piece is an error.
+    ``np.asarray`` takes; a dask guide is computed a chunk at a time into the in-memory
+    GeoTIFF the guide is read through); a read outside its piece is an error.
     """
 
     lr: Any = None
@@ -358,21 +360,41 @@ def _materialize(piece: Any) -> Any:
     return np.asarray(piece)
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Inputs:
+    """The LR band ``(rows, cols)`` and the guide ``(bands, rows, cols)``, numpy or dask:
+    each task takes (and for dask, computes) just the windows it reads, like a tile of the
+    CLI reads its windows of the files."""
+
+    lr: Any
+    guide: Any
+
+    def lr_piece(self, w: Window) -> np.ndarray:
+        return _materialize(self.lr[w.row0 : w.row1, w.col0 : w.col1])
+
+    def guide_piece(self, w: Window | None, *, lazy: bool = False) -> Any:
+        """The guide in ``w`` (numpy; or as given, for :meth:`ArraySource.guide_reader` to
+        compute a chunk at a time, with ``lazy``), None without a window."""
+        if w is None:
+            return None
+        piece = self.guide[:, w.row0 : w.row1, w.col0 : w.col1]
+        return piece if lazy else _materialize(piece)
+
+
 @dataclasses.dataclass(frozen=True)
 class _WholeSource:
-    """Windows of whole input arrays (numpy or dask), for reads not known when the graph is
-    built (the scene fit's random crops): each read takes, and computes, only the pieces
-    it needs, then reads them through ``meta`` (an :class:`ArraySource`) like a tile."""
+    """A source over the whole inputs, for reads not known when the graph is built (the
+    scene fit's random crops): each read takes only the pieces it needs from ``inputs``,
+    then reads them through ``meta`` (an :class:`ArraySource`) like a tile."""
 
-    lr: Any  # (rows, cols): the LR band
-    guide: Any  # (bands, rows, cols)
+    inputs: _Inputs
     meta: ArraySource
 
     def read_lr(
         self, plan: Any, window: Window, out_shape: tuple[int, int] | None = None
     ) -> np.ndarray:
-        piece = _materialize(self.lr[window.row0 : window.row1, window.col0 : window.col1])
-        src = dataclasses.replace(self.meta, lr=piece, lr_origin=(window.row0, window.col0))
+        src = dataclasses.replace(self.meta, lr=self.inputs.lr_piece(window),
+                                  lr_origin=(window.row0, window.col0))
         return src.read_lr(plan, window, out_shape)
 
     @contextlib.contextmanager
@@ -384,32 +406,33 @@ class _WholeSource:
 
         def read(win: Window) -> np.ndarray:
             gw = cover.window(target, win)
-            piece, origin = None, (0, 0)
-            if gw is not None:
-                piece = _materialize(self.guide[:, gw.row0 : gw.row1, gw.col0 : gw.col1])
-                origin = (gw.row0, gw.col0)
-            src = dataclasses.replace(self.meta, guide=piece, guide_origin=origin)
+            src = dataclasses.replace(self.meta, guide=self.inputs.guide_piece(gw),
+                                      guide_origin=(gw.row0, gw.col0) if gw else (0, 0))
             with src.guide_reader(plan, target, resampling) as r:
                 return r(win)
 
         yield read
 
 
-def _lr_partial(plan: Any, piece: Any, *, i: int, nodata: float | None) -> list[Any]:
+def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None) -> list[Any]:
     from .pipeline import _Moments, stats_reads
 
     win, shape = stats_reads(plan).lr[i]
-    src = ArraySource(lr=piece, lr_origin=(win.row0, win.col0), lr_nodata=nodata)
+    src = ArraySource(lr=inputs.lr_piece(win), lr_origin=(win.row0, win.col0),
+                      lr_nodata=nodata)
     return _Moments.partial(src.read_lr(plan, win, out_shape=shape))
 
 
-def _guide_partial(plan: Any, *, piece: Any, i: int, origin: tuple[int, int],
+def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
                    geometry: RasterGeometry, nodata: float | None) -> list[Any]:
     from .pipeline import _Moments, stats_reads
 
     reads = stats_reads(plan)
-    src = ArraySource(guide=piece, guide_origin=tuple(origin), guide_geometry=geometry,
-                      guide_nodata=nodata)
+    # a read of a big scene's decimated guide covers a large full-resolution piece: it is
+    # computed a chunk at a time into the in-memory GeoTIFF, never held whole
+    src = ArraySource(guide=inputs.guide_piece(window, lazy=True),
+                      guide_origin=(window.row0, window.col0) if window else (0, 0),
+                      guide_geometry=geometry, guide_nodata=nodata)
     with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
         return _Moments.partial(read(reads.guide_blocks[i]))
 
@@ -446,11 +469,13 @@ def _predict(plan: Any, tile: Any, source: ArraySource) -> np.ndarray | None:
         return predict_tile(plan, tile)
 
 
-def _tile_task(plan: Any, lr_piece: Any, guide_piece: Any, *, tile: Any,
-               guide_origin: tuple[int, int], meta: ArraySource) -> np.ndarray | None:
+def _tile_task(plan: Any, *, tile: Any, guide_window: Window | None, inputs: _Inputs,
+               meta: ArraySource) -> np.ndarray | None:
     win = plan.lr_window(tile.context)
-    src = dataclasses.replace(meta, lr=lr_piece, lr_origin=(win.row0, win.col0),
-                              guide=guide_piece, guide_origin=tuple(guide_origin))
+    gw = guide_window
+    src = dataclasses.replace(meta, lr=inputs.lr_piece(win), lr_origin=(win.row0, win.col0),
+                              guide=inputs.guide_piece(gw),
+                              guide_origin=(gw.row0, gw.col0) if gw else (0, 0))
     return _predict(plan, tile, src)
 
 
@@ -471,17 +496,14 @@ def _mosaic_task(plan: Any, tiles: Sequence[Any], *, block: Window,
 def _graph(plan: Any, lr: _Input, guide: _Input, block_px: int) -> Any:
     """The dask array ``(H, W)`` float32 of the output, chunked by output blocks.
 
-    Built as one low-level graph (``(func, *args)`` tasks whose literal arguments are bound
-    with ``functools.partial``), so its size grows with the number of tiles only. The input
-    pieces a task gets are dask slices of the inputs, each optimised on its own: its tasks
-    read just its windows of the input chunks (nothing holds a whole chunk, or a whole
-    input for the statistics, between tasks).
+    One low-level graph layer of ``(func, *args)`` tasks whose literal arguments are bound
+    with ``functools.partial``: its size grows with the number of tiles only. The inputs
+    are not split into tasks of their own: each task reads (computes) its windows of them
+    itself (:class:`_Inputs`), so no task holds more than its own pieces and the graph
+    stays small however the inputs are chunked.
     """
-    import dask
     import dask.array as dsa
-    from dask.array.core import concatenate3
     from dask.base import tokenize
-    from dask.core import flatten
     from dask.highlevelgraph import HighLevelGraph
 
     from .pipeline import is_deterministic, stats_reads
@@ -493,78 +515,44 @@ def _graph(plan: Any, lr: _Input, guide: _Input, block_px: int) -> Any:
     else:
         token = uuid.uuid4().hex
     s = plan.scale
-    bi = plan.lr_band - 1
-    ldata, gdata = lr.data, guide.data
-    if not lr.lazy:  # numpy: one chunk, sliced by the tasks that need it
-        ldata = dsa.from_array(ldata, chunks=ldata.shape, name=f"geosr-lr-{token}")
-    if not guide.lazy:
-        gdata = dsa.from_array(gdata, chunks=gdata.shape, name=f"geosr-guide-{token}")
+    inputs = _Inputs(lr=lr.data[plan.lr_band - 1], guide=guide.data)
     ggeom = guide.info.geometry
     cover = _guide_cover(
         ggeom, lambda t: plan.guide_resampling if t == plan.grid.transform else "nearest"
     )
     dsk: dict[Any, Any] = {}
-
-    def piece(arr: Any) -> Any:
-        """The key of a task that assembles a dask slice of an input (its own graph is
-        optimised on its own, so that it reads just its windows of the input's chunks)."""
-        (opt,) = dask.optimize(arr)
-        dsk.update(opt.__dask_graph__())
-        keys = opt.__dask_keys__()
-        flat = list(flatten(keys))
-        if len(flat) == 1:
-            return flat[0]
-        key = f"geosr-piece-{opt.name}"
-        dsk[key] = (concatenate3, keys)  # its own task: the windows are released once joined
-        return key
-
-    def lr_piece(w: Window) -> Any:
-        return piece(ldata[bi, w.row0 : w.row1, w.col0 : w.col1])
-
-    def guide_piece(target: Any, win: Window) -> tuple[Any, tuple[int, int]]:
-        gw = cover.window(target, win)
-        if gw is None:
-            return None, (0, 0)
-        return piece(gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1]), (gw.row0, gw.col0)
-
     plan_key = f"geosr-plan-{token}"
     dsk[plan_key] = (functools.partial(_const, plan),)
     # scene statistics: one task per read, folded in the pipeline's order
     reads = stats_reads(plan)
     lr_parts = []
-    for i, (w, _) in enumerate(reads.lr):
+    for i in range(len(reads.lr)):
         key = f"geosr-stats-lr-{token}-{i}"
-        dsk[key] = (functools.partial(_lr_partial, i=i, nodata=lr.nodata), plan_key,
-                    lr_piece(w))
+        dsk[key] = (functools.partial(_lr_partial, i=i, inputs=inputs, nodata=lr.nodata),
+                    plan_key)
         lr_parts.append(key)
     g_parts = []
     for i, blk in enumerate(reads.guide_blocks):
-        # a read of a big scene's decimated guide needs a large full-resolution piece:
-        # the task computes it itself, a chunk at a time, into its in-memory GeoTIFF
-        gw = cover.window(reads.guide_target, blk)
-        lazy, origin = None, (0, 0)
-        if gw is not None:
-            lazy = gdata[:, gw.row0 : gw.row1, gw.col0 : gw.col1]
-            origin = (gw.row0, gw.col0)
         key = f"geosr-stats-guide-{token}-{i}"
-        dsk[key] = (functools.partial(_guide_partial, i=i, origin=origin, geometry=ggeom,
-                                      nodata=guide.nodata, piece=lazy), plan_key)
+        dsk[key] = (functools.partial(
+            _guide_partial, i=i, window=cover.window(reads.guide_target, blk), inputs=inputs,
+            geometry=ggeom, nodata=guide.nodata), plan_key)
         g_parts.append(key)
     tile_plan = f"geosr-stats-{token}"
     dsk[tile_plan] = (_finish_stats, plan_key, lr_parts, g_parts)
     # scene/hybrid modes: one network fitted on random crops, for every tile
     meta = ArraySource(lr_nodata=lr.nodata, guide_geometry=ggeom, guide_nodata=guide.nodata)
     if plan.scene.mode != "tile":
-        whole = _WholeSource(lr=ldata[bi], guide=gdata, meta=meta)
+        whole = _WholeSource(inputs=inputs, meta=meta)
         dsk[f"geosr-scene-{token}"] = (functools.partial(_scene_task, source=whole), tile_plan)
         tile_plan = f"geosr-scene-{token}"
     # tiles
     tile_keys = {}
     for t in plan.layout:
-        expr, origin = guide_piece(plan.grid, t.context.scaled(s))
         key = f"geosr-tile-{token}-{t.key}"
-        dsk[key] = (functools.partial(_tile_task, tile=t, guide_origin=origin, meta=meta),
-                    tile_plan, lr_piece(plan.lr_window(t.context)), expr)
+        dsk[key] = (functools.partial(
+            _tile_task, tile=t, guide_window=cover.window(plan.grid, t.context.scaled(s)),
+            inputs=inputs, meta=meta), tile_plan)
         tile_keys[t.key] = key
     # mosaic: one chunk per output block, from the tiles touching it
     name = f"geosr-sr-{token}"
@@ -718,22 +706,25 @@ def compute_by_rows(stored: Any, *, axis: int = -2, num_workers: int | None = No
                     per_call: int | None = None) -> None:
     """Compute a ``dask.array.store(..., compute=False)`` result a few chunks at a time.
 
-    Left to itself, dask's threaded scheduler reads ahead all the input windows of the
-    scene statistics before folding them, and then computes the tiles in a centre-out
-    order that keeps hundreds of finished tiles waiting for their other output blocks.
-    Here the work is cut into successive calls of the threaded scheduler: first the
-    statistics' reads, one at a time, then the output chunks in row-major
-    order (along ``axis``, the rows' axis of the stored array), ``per_call`` at a time
-    (default: a row). What a later call also needs (the statistics, the tiles that straddle
-    two calls) is kept and given to it; everything else is released. Memory is then that of
-    a few tiles and a row of tiles, whatever the raster's size.
+    Left to itself, dask's threaded scheduler runs the statistics' reads of a
+    :func:`super_resolve_xr` graph on every thread at once (on a big scene each holds a
+    large piece of the guide in memory), then computes the tiles in a centre-out order
+    that keeps hundreds of finished tiles waiting for their other output blocks (1225
+    tiles of a 16384^2 output: up to ~250 held). Here the work is cut into successive
+    calls of the threaded scheduler (``num_workers`` threads): first the statistics'
+    reads, one at a time, then the output chunks in row-major order (along ``axis``, the
+    rows' axis of the stored array), ``per_call`` at a time (default: a row). What a later
+    call also needs (the statistics, the tiles that straddle two calls) is kept and given
+    to it; everything else is released (and the C heap trimmed). Memory is then that of a
+    few tiles plus one row of tiles (~50 held in that example), whatever the raster's
+    height. Any dask array store works; the statistics are recognised by their keys.
     """
     import dask
     import dask.threaded
     from dask.core import flatten, get_dependencies
 
-    # not optimised again: a super_resolve_xr graph is low-level already (its input pieces
-    # were optimised when it was built), and a second copy of it would only take memory
+    # not optimised: a super_resolve_xr graph is low-level already, and an optimised copy
+    # of it would only take memory
     dsk = dict(stored.__dask_graph__())
     if hasattr(stored, "key"):  # a Delayed: the chunks' store tasks are its dependencies
         targets = list(get_dependencies(dsk, stored.key))
@@ -751,13 +742,14 @@ def compute_by_rows(stored: Any, *, axis: int = -2, num_workers: int | None = No
         m = _STATS_READ.match(k) if isinstance(k, str) else None
         if m:
             stats[k] = (m.group(1), int(m.group(2)))
-    # one statistics read at a time: a read of a big scene's decimated guide holds a
-    # full-resolution piece of it (~50 MB at 16384^2 pixels) and its in-memory copy
+    # one statistics read at a time: a read of a big scene's decimated guide holds an
+    # in-memory GeoTIFF of a full-resolution piece of it (~50 MB for a 16384^2 output)
     groups = [[k] for k in sorted(stats, key=stats.__getitem__)]
     for r in sorted(rows):
         row = rows[r]
         size = per_call or len(row)
         groups.extend(row[i : i + size] for i in range(0, len(row), size))
+
     def dependencies(key: Any) -> set[Any]:
         return get_dependencies(dsk, key)  # not cached: the graph can be big
 
@@ -830,15 +822,15 @@ def to_raster(
 ) -> None:
     """Write ``hr`` (a :func:`super_resolve_xr` result) to a tiled GeoTIFF, block by block.
 
-    A dask-backed ``hr`` is computed one row of output blocks (chunks) at a time with
-    dask's threaded scheduler (:func:`compute_by_rows`), each block written as soon as it
-    is ready under ``lock`` (default: a new ``threading.Lock``), so memory stays bounded
-    whatever the raster's size; ``hr.rio.to_raster(path)`` alone would compute the whole
-    array first. ``num_workers`` threads run the tiles (default: the pipeline's, e.g. the
-    ``workers`` of the CLI's ``--workers`` default for the method). ``kwargs`` go to
-    ``hr.rio.to_raster`` (GDAL creation options such as ``compress="DEFLATE"``); the
-    GeoTIFF's blocks default to the largest size that divides the chunks, so no block is
-    written twice. A numpy-backed ``hr`` is written by windows.
+    A dask-backed ``hr`` is computed a few output blocks (chunks) at a time in row-major
+    order with dask's threaded scheduler (:func:`compute_by_rows`), each block written as
+    soon as it is ready under ``lock`` (default: a new ``threading.Lock``), so memory stays
+    bounded whatever the raster's size (``examples/benchmarks/xr_memory.py``);
+    ``hr.rio.to_raster(path)`` alone would compute the whole array first. ``num_workers``
+    threads run the tiles (default: the CLI's ``--workers`` default for the method of
+    ``hr``). ``kwargs`` go to ``hr.rio.to_raster`` (GDAL creation options such as
+    ``compress="DEFLATE"``); the GeoTIFF's blocks default to the largest size that divides
+    the chunks, so no block is written twice. A numpy-backed ``hr`` is written by windows.
     """
     import threading
 

@@ -22,7 +22,7 @@ from geosr.cli.main import cli
 from geosr.errors import GeosrError, GridError, InputError, OptionError
 from geosr.pipeline import OutputConfig, TilingConfig
 from geosr.scene import SceneConfig
-from geosr.xr import ArraySource
+from geosr.xr import ArraySource, to_raster
 
 from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
 
@@ -205,6 +205,29 @@ def test_super_resolve_xr__dask_inputs_stay_lazy(scene: dict[str, Any]) -> None:
     with dask.config.set(scheduler="sync"):
         got = hr.compute()
     xr.testing.assert_identical(got, eager)
+
+
+def test_to_raster__writes_a_lazy_result_block_by_block(scene: dict[str, Any]) -> None:
+    ref_path = scene["dir"] / "cli.tif"
+    pipeline.run(scene["lr"], scene["guide"], ref_path, scale=4, method="guided-filter",
+                 tiling=TILING, output=OutputConfig(cog=False))
+    ref, ref_meta = read(ref_path)
+    lr = open_da(scene["lr"], masked=True, chunks={"x": 16, "y": 16})
+    guide = open_da(scene["guide"], chunks={"x": 64, "y": 64})
+    hr = geosr.super_resolve_xr(lr, guide, 4, method="guided-filter", tiling=TILING)
+    for name, arr, workers in (("lazy.tif", hr, None), ("lazy2.tif", hr, 2),
+                               ("numpy.tif", hr.compute(), None)):
+        out = scene["dir"] / name
+        to_raster(arr, out, compress="DEFLATE", num_workers=workers)
+        got, meta = read(out)
+        np.testing.assert_array_equal(got, ref)
+        for key in ("crs", "transform", "nodata", "desc", "count"):
+            assert meta[key] == ref_meta[key], key
+        assert geosr_tags(meta["tags"]) == geosr_tags(ref_meta["tags"])
+        with rasterio.open(out) as src:
+            assert src.compression.name.upper() == "DEFLATE"
+            if arr is hr:  # GeoTIFF blocks = the chunks (mosaic blocks of 64 px)
+                assert src.block_shapes == [(64, 64)]
 
 
 def test_super_resolve_xr__lazy_input_error_raised_on_compute(scene: dict[str, Any]) -> None:
