@@ -12,7 +12,7 @@ import click
 
 from .eval import method_options
 from .main import configure_logging
-from .options import overlap_opt, tile_size_opt, workers_opt
+from .options import evaluation_options, overlap_opt, tile_size_opt, workers_opt
 
 _TIF = (".tif", ".tiff")
 
@@ -39,15 +39,7 @@ def _check_png(path: Path | None, option: str) -> None:
 @click.option("--guide", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Guide raster when DATA is an HR reference GeoTIFF (e.g. an orthophoto for "
               "a DSM); required for a GeoTIFF.")
-@click.option("--methods", "-m", default="bicubic,guided-filter,mmsr", show_default=True,
-              help="Comma-separated methods (bicubic is always run as the yardstick).")
-@click.option("--scale", type=int, default=4, show_default=True)
-@click.option("--iterations", type=int, help="Optimisation steps of learned methods.")
-@click.option("--preset", help="Neighbourhood preset of learned methods (depth, dem, thermal).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
-@click.option("--seed", type=int, help="Seed of learned methods.")
-@click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
-              help="Any method option, repeatable (see `geosr methods`).")
+@evaluation_options
 @click.option("--modes", default=None, metavar="MODE[,MODE]",
               help="Pipeline modes to run a GeoTIFF scene in: tile (default), scene, hybrid. "
               "Scene and hybrid apply to learned methods only.")

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from .main import configure_logging
+from .options import evaluation_options
 
 
 def _parse_value(text: str) -> Any:
@@ -44,15 +45,7 @@ def method_options(
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option("--guide", type=click.Path(exists=True, path_type=Path),
               help="Guide image when DATA is a single HR file (e.g. an HR GeoTIFF).")
-@click.option("--methods", "-m", default="bicubic,guided-filter,mmsr", show_default=True,
-              help="Comma-separated methods (bicubic is always run as the yardstick).")
-@click.option("--scale", type=int, default=4, show_default=True)
-@click.option("--iterations", type=int, help="Optimisation steps of learned methods.")
-@click.option("--preset", help="Neighbourhood preset of learned methods (depth, dem, thermal).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="Torch device.")
-@click.option("--seed", type=int, help="Seed of learned methods.")
-@click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
-              help="Any method option, repeatable (see `geosr methods`).")
+@evaluation_options
 @click.option("--guide-noise", type=float, default=0.0, show_default=True,
               help="Std of Gaussian noise added to the guide (guide units).")
 @click.option("--misalign", "misalign_spec", default=None, is_flag=False, flag_value="default",

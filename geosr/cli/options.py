@@ -255,3 +255,21 @@ def batch_options(f: F) -> F:
                      help="Write a STAC item next to every output."),
         json_opt, progress_opt, verbose_opt, quiet_opt,
     )(f)
+
+
+
+def evaluation_options(f: F) -> F:
+    """Methods and their settings, shared by ``geosr eval`` and ``geosr bench``."""
+    return _stack(
+        click.option("--methods", "-m", default="bicubic,guided-filter,mmsr", show_default=True,
+                     help="Comma-separated methods (bicubic is always run as the yardstick)."),
+        click.option("--scale", type=int, default=4, show_default=True),
+        click.option("--iterations", type=int, help="Optimisation steps of learned methods."),
+        click.option("--preset",
+                     help="Neighbourhood preset of learned methods (depth, dem, thermal)."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]),
+                     help="Torch device."),
+        click.option("--seed", type=int, help="Seed of learned methods."),
+        click.option("--set", "sets", multiple=True, metavar="METHOD.OPTION=VALUE",
+                     help="Any method option, repeatable (see `geosr methods`)."),
+    )(f)
