@@ -97,14 +97,20 @@ def measure(cmd: list[str]) -> dict[str, float]:
     return json.loads(out.stdout)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_input_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options both memory benchmarks share: where, how large, which method."""
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--sizes", default="1024,4096", help="LR sizes (pixels a side)")
     ap.add_argument("--guide-size", type=int, default=16384)
     ap.add_argument("--method", default="guided-filter")
-    ap.add_argument("--extra", default="", help="extra CLI options, e.g. '--no-cog'")
-    args = ap.parse_args()
+
+
+def prepare_inputs(ap: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> tuple[Path, Path, dict[int, Path], dict]:
+    """Write (or reuse) the guide and one LR per size in the work folder.
+
+    Returns the work folder, the guide, the LR path per size and the generation time.
+    """
     work = args.workdir or Path(tempfile.mkdtemp(prefix="geosr-mem-"))
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -115,11 +121,22 @@ def main() -> None:
     if not guide.exists():
         write_guide(guide, args.guide_size)
     gen = {"guide_seconds": round(time.perf_counter() - t, 1)}
-    runs = []
+    lrs = {}
     for n in sizes:
-        lr = work / f"lr_{n}.tif"
-        if not lr.exists():
-            write_lr(lr, n)
+        lrs[n] = work / f"lr_{n}.tif"
+        if not lrs[n].exists():
+            write_lr(lrs[n], n)
+    return work, guide, lrs, gen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_input_arguments(ap)
+    ap.add_argument("--extra", default="", help="extra CLI options, e.g. '--no-cog'")
+    args = ap.parse_args()
+    work, guide, lrs, gen = prepare_inputs(ap, args)
+    runs = []
+    for n, lr in lrs.items():
         out = work / f"out_{n}.tif"
         cmd = ["geosr", "sr", "--method", args.method, "--lr", str(lr), "--guide", str(guide),
                "--scale", str(SCALE), "-o", str(out), "--overwrite", "--json", "-q",

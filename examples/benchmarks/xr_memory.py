@@ -23,12 +23,11 @@ import os
 import platform
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_memory import SCALE, measure, write_guide, write_lr  # noqa: E402
+from pipeline_memory import SCALE, add_input_arguments, measure, prepare_inputs  # noqa: E402
 
 
 def child(args: argparse.Namespace) -> None:
@@ -62,10 +61,7 @@ def child(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workdir", type=Path, default=None)
-    ap.add_argument("--sizes", default="1024,4096", help="LR sizes (pixels a side)")
-    ap.add_argument("--guide-size", type=int, default=16384)
-    ap.add_argument("--method", default="guided-filter")
+    add_input_arguments(ap)
     ap.add_argument("--chunks", default="1024",
                     help="open_rasterio chunks: pixels a side (x and y), or 'auto'")
     ap.add_argument("--run", nargs=3, metavar=("LR", "GUIDE", "OUT"), help=argparse.SUPPRESS)
@@ -74,21 +70,9 @@ def main() -> None:
         args.lr, args.guide, args.out = args.run
         child(args)
         return
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="geosr-mem-"))
-    work.mkdir(parents=True, exist_ok=True)
-    sizes = [int(s) for s in args.sizes.split(",")]
-    if max(sizes) * SCALE > args.guide_size:
-        ap.error("the guide must cover the largest LR: guide-size >= 4 * max(sizes)")
-    guide = work / f"guide_{args.guide_size}.tif"
-    t = time.perf_counter()
-    if not guide.exists():
-        write_guide(guide, args.guide_size)
-    gen = {"guide_seconds": round(time.perf_counter() - t, 1)}
+    work, guide, lrs, gen = prepare_inputs(ap, args)
     runs = []
-    for n in sizes:
-        lr = work / f"lr_{n}.tif"
-        if not lr.exists():
-            write_lr(lr, n)
+    for n, lr in lrs.items():
         out = work / f"xr_out_{n}.tif"
         out.unlink(missing_ok=True)
         cmd = [sys.executable, str(Path(__file__).resolve()), "--method", args.method,
