@@ -16,10 +16,11 @@ def test_p2p__patch_table_any_shape_and_only_valid_pixels(rng):
     mask = torch.ones_like(lr)
     mask[..., 1, 2] = 0
     patches, target, _ = net._patch_table(lr, guide, mask)
-    assert patches.shape == (5 * 9 - 1, 5, 4, 4)  # 3 guide + 2 coordinate channels
-    # the patch of LR pixel (2, 7) is guide rows 8..11, cols 28..31
+    assert patches.shape == (5 * 9 - 1, 16, 5)  # 4x4 pixels, 3 guide + 2 coordinate channels
+    # the patch of LR pixel (2, 7) is guide rows 8..11, cols 28..31, row-major
     k = 2 * 9 + 7 - 1  # one masked pixel comes before it
-    torch.testing.assert_close(patches[k, :3], guide[0, :, 8:12, 28:32])
+    expected = guide[0, :, 8:12, 28:32].permute(1, 2, 0).reshape(16, 3)
+    torch.testing.assert_close(patches[k, :, :3], expected)
     assert float(target[k]) == float(lr[0, 0, 2, 7])
 
 
