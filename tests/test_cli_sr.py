@@ -312,3 +312,16 @@ def test_dem_sr__mashhad_real_data(tmp_path: Path) -> None:
     # This DSM is effectively ~10 m resolution (smooth), so the guide cannot add much:
     # both must stay far below the DSM's spread (7.6 m) and the pooling error scale.
     assert rmse["bicubic"] < 0.2 and rmse["guided-filter"] < 0.5, rmse
+
+
+def test_python_dash_m_geosr__runs_the_cli() -> None:
+    """``python -m geosr`` is the same command line (scripts and QGIS can rely on it)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "geosr", "methods"], capture_output=True,
+                         text=True, check=True)
+    assert "mmsr" in out.stdout and "robself-de" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "geosr", "no-such-command"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "no-such-command" in bad.stderr
