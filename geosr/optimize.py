@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -46,6 +47,9 @@ class OptimConfig:
     early_stop_tol: float = 1e-3
     #: bf16 autocast: "auto" = on CUDA only; "on"/"off" force it (CPU bf16 needs AVX512-BF16)
     bf16: str = "auto"
+    #: run the training steps through ``torch.compile`` (inductor); needs a C++ compiler on
+    #: CPU. The first steps pay the compilation (tens of seconds).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -69,6 +73,20 @@ def resolve_device(name: str) -> torch.device:
             "(or auto), or install a CUDA build of PyTorch"
         )
     return torch.device(name)
+
+
+def _runner(model: nn.Module, cfg: OptimConfig) -> nn.Module:
+    """What the training steps call: ``model``, or a ``torch.compile`` view of it (same
+    parameters; the final prediction runs eagerly, so eval mode costs no recompilation)."""
+    if not cfg.compile:
+        return model
+    if not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
+        raise OptionError(
+            "compile=true needs a C++ compiler for torch.compile on this machine (none of "
+            "c++, g++, clang++ is on PATH); install one (e.g. apt install g++) or leave "
+            "compile off"
+        )
+    return torch.compile(model)
 
 
 def masked_cycle_loss(
@@ -182,10 +200,11 @@ def fit(
     lr_t, guide_t, mask_t = _tensors(device, lr, guide, mask)
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
+    train_step = _runner(model, cfg)
 
-    def forward() -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(net: nn.Module = model) -> tuple[torch.Tensor, list[torch.Tensor]]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            return _outputs(model(lr_t, guide_t))
+            return _outputs(net(lr_t, guide_t))
 
     # A model may train on something other than the full image (P2P: random LR pixels and
     # their guide patches) through ``training_loss``; it then predicts with ``predict``.
@@ -212,7 +231,7 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = custom_loss(lr_t, guide_t, mask_t, scale)
         else:
-            pred, aux = forward()
+            pred, aux = forward(train_step)
             if step in wanted:
                 snapshots[step] = pred.detach().float()[0].cpu().numpy()
             loss = _total_loss(pred, aux, lr_t, mask_t, scale, cfg)
@@ -263,6 +282,7 @@ def fit_samples(
     use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
+    train_step = _runner(model, cfg)
     t0 = time.perf_counter()
     window: list[float] = []
     stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)
@@ -271,7 +291,7 @@ def fit_samples(
     for step in range(cfg.iterations):
         lr_t, guide_t, mask_t = _tensors(device, *draw(step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            pred, aux = _outputs(model(lr_t, guide_t))
+            pred, aux = _outputs(train_step(lr_t, guide_t))
         value = _descend(_total_loss(pred, aux, lr_t, mask_t, scale, cfg), opt, sched, step)
         window = (window + [value])[-25:]
         running = float(np.mean(window))

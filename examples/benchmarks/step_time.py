@@ -10,7 +10,8 @@ the same inputs, so their ratios are comparable. Prints JSON; peak RSS is sample
 /proc around each variant (the process's resident memory, interpreter and torch included).
 Each step is also split into forward (with the loss), backward and optimiser (Adam) time;
 ``filter_share`` is ``1 - floor/step`` for the variants that have a filter-free floor.
-A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights.
+A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, and/or
+``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def build(variant: str, scale: int, preset: str | None):
 
 
 def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: int, warmup: int):
-    base, cl = variant.removesuffix("+cl"), variant.endswith("+cl")
+    base, *flags = variant.split("+")
+    cl, compiled = "cl" in flags, "compile" in flags
     net = build(base, scale, preset)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
@@ -52,7 +54,10 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
         net = net.to(memory_format=torch.channels_last)
         guide = guide.contiguous(memory_format=torch.channels_last)
     mask = torch.ones_like(lr)
-    times, parts = [], []
+    params = sum(p.numel() for p in net.parameters())
+    if compiled:  # torch.compile (inductor); the first (warm-up) steps include compiling
+        net = torch.compile(net)
+    times, parts, warm = [], [], []
     with PeakMemory() as mem:
         for i in range(warmup + steps):
             t = time.perf_counter()
@@ -67,15 +72,18 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
             t_bwd = time.perf_counter()
             opt.step()
             t_end = time.perf_counter()
-            if i >= warmup:
+            if i < warmup:
+                warm.append(t_end - t)
+            else:
                 times.append(t_end - t)
                 parts.append((t_fwd - t, t_bwd - t_fwd, t_end - t_bwd))
     med = np.median(np.array(parts), axis=0)
     return {
         "variant": variant,
-        "params": sum(p.numel() for p in net.parameters()),
+        "params": params,
         "seconds_per_step_median": float(np.median(times)),
         "seconds_per_step": times,
+        "warmup_seconds": [round(x, 2) for x in warm],  # with +compile: compilation
         "forward_backward_optimizer_median": [round(float(x), 4) for x in med],
         "peak_rss_gb": mem.peak / 2**30,
     }
@@ -103,8 +111,9 @@ def main() -> None:
     if base:
         res["ratio_to_mmsr"] = {k: v / base for k, v in by.items()}
     for k, v in by.items():
-        name, _, rest = k.removesuffix("+cl").partition(":")
-        floor = by.get(f"{name}:none" + ("+cl" if k.endswith("+cl") else ""))
+        head, *flags = k.split("+")
+        name, _, rest = head.partition(":")
+        floor = by.get("+".join([f"{name}:none", *flags]))
         if floor and not rest.startswith(("none", "unfold")):
             res.setdefault("filter_share", {})[k] = round(1 - floor / v, 3)
             res.setdefault("ratio_to_floor", {})[k] = round(v / floor, 3)

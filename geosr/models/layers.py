@@ -65,6 +65,13 @@ def _gather_index(size: int, block: int) -> torch.Tensor:
     return idx  # (block^2, size^2)
 
 
+def _index_on(size: int, block: int, device: torch.device) -> torch.Tensor:
+    """:func:`_gather_index` on ``device``; under ``torch.compile`` it is traced into a
+    constant instead of going through the cache (which dynamo would warn about)."""
+    make = _gather_index.__wrapped__ if torch.compiler.is_compiling() else _gather_index
+    return make(size, block).to(device)
+
+
 def _regions(x: torch.Tensor, size: int, block: int, nh: int, nw: int) -> torch.Tensor:
     """``(B, C, H, W)`` -> ``(B*nh*nw, C, R*R)``, the zero-padded key region of every block."""
     pad = size // 2
@@ -103,7 +110,7 @@ def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
     qp = F.pad(q, (0, nw * block - w, 0, nh * block - h))
     qb = qp.view(bsz, c, nh, block, nw, block).permute(0, 2, 4, 3, 5, 1).reshape(n, block * block, c)
     kr = _regions(k, size, block, nh, nw)  # (n, C, R^2)
-    idx = _gather_index(size, block).to(q.device)
+    idx = _index_on(size, block, q.device)
     scores = torch.bmm(qb, kr)  # (n, b^2, R^2)
     logits = scores.gather(2, idx.unsqueeze(0).expand(n, -1, -1))  # (n, b^2, k^2)
     attn = torch.softmax(logits, dim=-1)
@@ -179,7 +186,7 @@ class _FusedLocalAttention(torch.autograd.Function):
     def forward(ctx, q, kv, size, block):  # type: ignore[override]
         bsz, c, h, w = q.shape
         qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
-        idx = _gather_index(size, block).to(q.device)
+        idx = _index_on(size, block, q.device)
         out = qp.new_empty((bsz, c, nh * block, nw * block))
         # The attention weights are small (k^2 per pixel); keeping them spares the
         # backward pass one GEMM and the softmax per chunk.
@@ -205,7 +212,7 @@ class _FusedLocalAttention(torch.autograd.Function):
         bsz, c, h, w = q.shape
         pad, region = size // 2, block + size - 1
         qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
-        idx = _gather_index(size, block).to(q.device)
+        idx = _index_on(size, block, q.device)
         gop = F.pad(grad_out.float(), (0, nw * block - w, 0, nh * block - h))
         gq = torch.zeros_like(qp)
         gkv = torch.zeros_like(kvp)

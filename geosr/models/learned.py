@@ -22,6 +22,9 @@ class LearnedOptions(MethodOptions):
     device: str = "auto"
     early_stop: int | None = None
     bf16: str = "auto"
+    #: torch.compile the training steps (CPU: ~25 % faster MMSR steps, tens of seconds to
+    #: compile; needs a C++ compiler)
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
@@ -36,6 +39,7 @@ class LearnedOptions(MethodOptions):
             device=self.device,
             early_stop=self.early_stop,
             bf16=self.bf16,
+            compile=self.compile,
         )
 
 
