@@ -106,7 +106,8 @@ class MMSROptions(LearnedOptions):
     #: block size of the memory-efficient local filter (speed only, same result)
     block: int = 8
     #: predict a correction of bicubic upsampling (zero at the start) instead of the HR
-    #: image itself; not in the paper: it needs far fewer steps (see the README)
+    #: image itself; not in the paper, and measured worse: the fit barely leaves bicubic
+    #: (see "Modes: cost against quality" in the README)
     residual: bool = False
 
     def __post_init__(self) -> None:
