@@ -41,7 +41,7 @@ class PixTransformNet(nn.Module):
         self.scale, self.batch, self.coord_unit = scale, batch, coord_unit
         self.weight_decay = weight_decay
         # Per-pixel layers on channels-last rows: nn.Linear is the 1x1 convolution of the
-        # paper without NCHW layout copies (1.6x faster per training step here).
+        # paper without the NCHW layout copies of tiny (32, C, r, r) batches.
         self.spatial = nn.Sequential(nn.Linear(2, 32), nn.ReLU(inplace=True), nn.Linear(32, 2048))
         self.colour = nn.Sequential(
             nn.Linear(guide_channels, 32), nn.ReLU(inplace=True), nn.Linear(32, 2048)
