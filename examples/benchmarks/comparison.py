@@ -136,6 +136,8 @@ def markdown(summary: dict[str, Any], methods: list[str]) -> str:
     for key, s in summary.items():
         name, scale = key.rsplit("_x", 1)
         n = max((v["pairs"] for v in s.values()), default=0)
+        if n == 0:  # a run stopped before its first pair finished
+            continue
         best = min((v["rmse"] for v in s.values()), default=None)
         cells = []
         for m in cols:
