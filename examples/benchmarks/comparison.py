@@ -43,6 +43,14 @@ DATASETS: dict[str, tuple[str, str | None, dict[str, str]]] = {
 DEFAULT_RUNS = "middlebury:4,middlebury:8,mmsr_samples:4,mmsr_samples:8,mashhad:4,mashhad:8,nir:2,nir:4"
 
 
+def complete_pairs(rows: list[dict[str, Any]], methods: list[str]) -> set[str]:
+    """The pairs that have a row for bicubic and for every one of ``methods``."""
+    have: dict[str, set[str]] = {}
+    for r in rows:
+        have.setdefault(r["pair"], set()).add(r["method"])
+    return {p for p, ms in have.items() if {"bicubic", *methods} <= ms}
+
+
 def learned_budgets(methods: list[str], budget: float) -> dict[str, int]:
     """Steps per learned method: ``budget`` x its default (at least 1)."""
     from geosr.models import get_method
@@ -69,9 +77,7 @@ def run_one(name: str, scale: int, methods: list[str], args: argparse.Namespace)
     data, guide = args.data / rel, (args.data / guide_rel if guide_rel else None)
     path = args.out / f"{name}_x{scale}.json"
     rows = json.loads(path.read_text())["rows"] if path.exists() else []
-    wanted = ["bicubic", *methods]
-    done = {p for p in {r["pair"] for r in rows}
-            if all(any(r["pair"] == p and r["method"] == m for r in rows) for m in wanted)}
+    done = complete_pairs(rows, methods)
     rows = [r for r in rows if r["pair"] in done]
     todo = [p for p in pair_names(data, guide, args.limit) if p not in done]
     steps = learned_budgets(methods, args.budget)
@@ -111,15 +117,13 @@ def write_run(path: Path, name: str, scale: int, methods: list[str], steps: dict
 
 def summarise(rows: list[dict[str, Any]], methods: list[str]) -> dict[str, dict[str, float]]:
     """Means over the pairs that every method finished (so all methods see the same pairs)."""
-    wanted = ["bicubic", *methods]
-    pairs = sorted({r["pair"] for r in rows if all(
-        any(q["pair"] == r["pair"] and q["method"] == m for q in rows) for m in wanted)})
+    pairs = complete_pairs(rows, methods)
+    bic = {r["pair"]: r["rmse"] for r in rows if r["method"] == "bicubic"}
     out = {}
-    for m in wanted:
+    for m in ["bicubic", *methods]:
         rs = [r for r in rows if r["method"] == m and r["pair"] in pairs]
         if not rs:
             continue
-        bic = {r["pair"]: r["rmse"] for r in rows if r["method"] == "bicubic"}
         out[m] = {
             "pairs": len(rs),
             "rmse": sum(r["rmse"] for r in rs) / len(rs),

@@ -129,6 +129,18 @@ def prepare_inputs(ap: argparse.ArgumentParser,
     return work, guide, lrs, gen
 
 
+def peak_verdict(runs: list[dict]) -> dict:
+    """Peak RSS over the runs and its growth from the smallest to the largest size, with
+    the targets (<= 1.5 GB, <= +10 %) both memory benchmarks check."""
+    peaks = [r["peak_rss_mb"] for r in runs]
+    return {
+        "peak_rss_mb_max": max(peaks),
+        "target_peak_ok": max(peaks) <= 1536,
+        "growth_largest_vs_smallest": round(peaks[-1] / peaks[0] - 1, 3),
+        "target_growth_ok": peaks[-1] <= 1.10 * peaks[0],
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_input_arguments(ap)
@@ -158,7 +170,6 @@ def main() -> None:
             "output_mb_on_disk": round(out.stat().st_size / 2**20, 1),
         })
         out.unlink()
-    peaks = [r["peak_rss_mb"] for r in runs]
     result = {
         "benchmark": "pipeline_memory",
         "method": args.method,
@@ -168,10 +179,7 @@ def main() -> None:
         "platform": platform.platform(),
         "runs": runs,
         "generation": gen,
-        "peak_rss_mb_max": max(peaks),
-        "target_peak_ok": max(peaks) <= 1536,
-        "growth_largest_vs_smallest": round(peaks[-1] / peaks[0] - 1, 3),
-        "target_growth_ok": peaks[-1] <= 1.10 * peaks[0],
+        **peak_verdict(runs),
         "maxrss_note": f"ru_maxrss of the CLI subprocess; {resource.getpagesize()} B pages",
     }
     print(json.dumps(result, indent=2))

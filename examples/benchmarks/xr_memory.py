@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_memory import SCALE, add_input_arguments, measure, prepare_inputs  # noqa: E402
+from pipeline_memory import SCALE, add_input_arguments, measure, peak_verdict, prepare_inputs  # noqa: E402
 
 
 def child(args: argparse.Namespace) -> None:
@@ -93,7 +93,6 @@ def main() -> None:
             "output_mb_on_disk": round(out.stat().st_size / 2**20, 1),
         })
         out.unlink()
-    peaks = [r["peak_rss_mb"] for r in runs]
     result = {
         "benchmark": "xr_memory",
         "method": args.method,
@@ -106,10 +105,7 @@ def main() -> None:
         "platform": platform.platform(),
         "runs": runs,
         "generation": gen,
-        "peak_rss_mb_max": max(peaks),
-        "target_peak_ok": max(peaks) <= 1536,
-        "growth_largest_vs_smallest": round(peaks[-1] / peaks[0] - 1, 3),
-        "target_growth_ok": peaks[-1] <= 1.10 * peaks[0],
+        **peak_verdict(runs),
         "maxrss_note": f"ru_maxrss of the child process; {resource.getpagesize()} B pages",
     }
     print(json.dumps(result, indent=2))
