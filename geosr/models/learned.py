@@ -22,7 +22,7 @@ class LearnedOptions(MethodOptions):
     device: str = "auto"
     early_stop: int | None = None
     bf16: str = "auto"
-    #: torch.compile the training steps (CPU: ~25 % faster MMSR steps, tens of seconds to
+    #: torch.compile the training steps (CPU, 160²: 26 % faster MMSR steps; minutes to
     #: compile; needs a C++ compiler)
     compile: bool = False
 
