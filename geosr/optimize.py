@@ -13,7 +13,10 @@ Defaults follow the MMSR/RobSelf papers: Adam, lr 2e-3, x0.9998 every 5 steps,
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
+import functools
 import logging
 import shutil
 import time
@@ -50,6 +53,11 @@ class OptimConfig:
     #: run the training steps through ``torch.compile`` (inductor); needs a C++ compiler on
     #: CPU. The first steps pay the compilation (tens of seconds).
     compile: bool = False
+    #: on CPU, hand the heap pages freed by each step back to the system (glibc
+    #: ``malloc_trim``) after the forward pass and after the update. glibc keeps them
+    #: otherwise, and their holes make a long run's resident peak creep far above what a
+    #: step needs (see ``examples/benchmarks/run_memory.py``); no effect on results
+    trim_memory: bool = True
 
     def __post_init__(self) -> None:
         if self.iterations < 1:
@@ -73,6 +81,26 @@ def resolve_device(name: str) -> torch.device:
             "(or auto), or install a CUDA build of PyTorch"
         )
     return torch.device(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Callable[[], None] | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (macOS, musl)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0) and None
+
+
+def _tidier(cfg: OptimConfig, device: torch.device) -> Callable[[], None]:
+    if cfg.trim_memory and device.type == "cpu" and _malloc_trim() is not None:
+        return _malloc_trim()  # type: ignore[return-value]
+    return lambda: None
 
 
 def _runner(model: nn.Module, cfg: OptimConfig) -> nn.Module:
@@ -147,12 +175,19 @@ def _total_loss(pred: torch.Tensor, aux: list[torch.Tensor], lr: torch.Tensor,
     return loss
 
 
-def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: object, step: int) -> float:
-    """One optimiser step on ``loss``; returns its value (an error when it is not finite)."""
+def _descend(loss: torch.Tensor, opt: torch.optim.Optimizer, sched: object, step: int,
+             tidy: Callable[[], None]) -> float:
+    """One optimiser step on ``loss``; returns its value (an error when it is not finite).
+
+    ``tidy`` runs once the forward pass is done and once the update is: the points where
+    the most freed memory lies in the heap (glibc ``malloc_trim``, see ``OptimConfig.trim_memory``).
+    """
+    tidy()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     sched.step()  # type: ignore[attr-defined]
+    tidy()
     value = float(loss.detach())
     if not np.isfinite(value):
         raise FloatingPointError(
@@ -201,6 +236,7 @@ def fit(
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
     train_step = _runner(model, cfg)
+    tidy = _tidier(cfg, device)
 
     def forward(net: nn.Module = model) -> tuple[torch.Tensor, list[torch.Tensor]]:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -235,7 +271,7 @@ def fit(
             if step in wanted:
                 snapshots[step] = pred.detach().float()[0].cpu().numpy()
             loss = _total_loss(pred, aux, lr_t, mask_t, scale, cfg)
-        value = _descend(loss, opt, sched, step)
+        value = _descend(loss, opt, sched, step, tidy)
         losses.append(value)
         if progress is not None:
             progress(step + 1, cfg.iterations, value)
@@ -283,6 +319,7 @@ def fit_samples(
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
     train_step = _runner(model, cfg)
+    tidy = _tidier(cfg, device)
     t0 = time.perf_counter()
     window: list[float] = []
     stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)
@@ -292,7 +329,9 @@ def fit_samples(
         lr_t, guide_t, mask_t = _tensors(device, *draw(step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             pred, aux = _outputs(train_step(lr_t, guide_t))
-        value = _descend(_total_loss(pred, aux, lr_t, mask_t, scale, cfg), opt, sched, step)
+        value = _descend(
+            _total_loss(pred, aux, lr_t, mask_t, scale, cfg), opt, sched, step, tidy
+        )
         window = (window + [value])[-25:]
         running = float(np.mean(window))
         if progress is not None:

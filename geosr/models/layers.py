@@ -121,8 +121,22 @@ def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
     return out.reshape(bsz, cv, nh * block, nw * block)[:, :, :h, :w]
 
 
-#: blocks processed together by the fused kernel (bounds its working memory)
+#: working memory of one chunk of the fused kernel, per buffer (bytes): a chunk holds
+#: about five buffers of this size. Small chunks keep the step's peak low and, as
+#: importantly, fit into the holes that freed feature maps leave in the heap (glibc does not
+#: return those to the system), so the resident peak does not creep up over a long run.
+#: 128-block chunks at 320^2 with k=11 (about 10 MB) ran as fast as 512-block ones.
+_CHUNK_BYTES = 8 * 2**20
+#: upper bound on the blocks of one chunk (tests lower it to force several chunks)
 _CHUNK_BLOCKS = 512
+
+
+def _rows(x: torch.Tensor, bi: int, r0: int, r1: int, left: int, right: int) -> torch.Tensor:
+    """Rows ``r0:r1`` of ``x[bi]`` as float32, zero outside the image, columns padded by
+    ``left``/``right`` zeros: ``(C, r1 - r0, left + W + right)``. Only the chunk is copied."""
+    h = x.shape[-2]
+    a, e = max(0, r0), min(h, r1)
+    return F.pad(x[bi, :, a:e].float(), (left, right, a - r0, r1 - e))
 
 
 class _FusedLocalAttention(torch.autograd.Function):
@@ -132,36 +146,36 @@ class _FusedLocalAttention(torch.autograd.Function):
     ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward keeps ``A``
     from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
     ``dR = dO^T D + Q^T dS`` (key and value gradients together), folded back with
-    ``F.fold``. Runs in float32 even under autocast.
+    ``F.fold``. Runs in float32 even under autocast. No padded copy of a whole feature map
+    is made: each chunk pads its own rows, and results are written straight into
+    ``(B, C, H, W)`` buffers.
     """
 
     @staticmethod
-    def _chunks(nh: int, nw: int):
-        rows = max(1, _CHUNK_BLOCKS // nw)
+    def _chunks(nh: int, nw: int, c: int, size: int, block: int):
+        region = block + size - 1
+        per_block = 4 * block * block * max(c, region * region)  # the largest chunk buffer
+        limit = max(1, min(_CHUNK_BLOCKS, _CHUNK_BYTES // per_block))
+        rows = max(1, limit // nw)
         for y0 in range(0, nh, rows):
             yield y0, min(nh, y0 + rows)
 
     @staticmethod
-    def _setup(q, kv, size, block):
+    def _grid(q, block):
         h, w = q.shape[-2:]
-        nh, nw = -(-h // block), -(-w // block)
-        pad = size // 2
-        qp = F.pad(q.float(), (0, nw * block - w, 0, nh * block - h))
-        kvp = F.pad(kv.float(), (pad, pad + nw * block - w, pad, pad + nh * block - h))
-        return qp, kvp, nh, nw
+        return h, w, -(-h // block), -(-w // block)
 
     @staticmethod
-    def _chunk(qp, kvp, bi, y0, y1, nw, size, block, idx, attn=None):
+    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, attn=None):
         """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
 
         With ``attn`` given (backward pass) the scores and softmax are not recomputed.
         """
-        c = qp.shape[1]
-        nr, region = y1 - y0, block + size - 1
-        qc = qp[bi, :, y0 * block : y1 * block]  # (C, nr*b, nw*b)
-        qc = qc.reshape(c, nr, block, nw, block).permute(1, 3, 2, 4, 0)
-        qc = qc.reshape(nr * nw, block * block, c)
-        rc = kvp[bi, :, y0 * block : y1 * block + size - 1]
+        c, w = q.shape[1], q.shape[-1]
+        nr, region, pad = y1 - y0, block + size - 1, size // 2
+        qc = _rows(q, bi, y0 * block, y1 * block, 0, nw * block - w)  # (C, nr*b, nw*b)
+        qc = _FusedLocalAttention._from_image(qc, c, nr, nw, block)
+        rc = _rows(kv, bi, y0 * block - pad, y1 * block + pad, pad, pad + nw * block - w)
         rc = rc.unfold(1, region, block).unfold(2, region, block)  # C, nr, nw, R, R
         rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
         ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
@@ -184,54 +198,56 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, kv, size, block):  # type: ignore[override]
-        bsz, c, h, w = q.shape
-        qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
+        bsz, c = q.shape[:2]
+        h, w, nh, nw = _FusedLocalAttention._grid(q, block)
         idx = _index_on(size, block, q.device)
-        out = qp.new_empty((bsz, c, nh * block, nw * block))
+        out = q.new_empty((bsz, c, h, w), dtype=torch.float32)
         # The attention weights are small (k^2 per pixel); keeping them spares the
-        # backward pass one GEMM and the softmax per chunk.
-        attns = []
+        # backward pass one GEMM and the softmax per chunk. They go into one buffer made
+        # up front: chunk-sized pieces kept between short-lived temporaries would leave
+        # holes in the heap that no feature map fits, and the resident peak would creep.
+        attn_all = q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
         for bi in range(bsz):
-            for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
                 _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
-                    qp, kvp, bi, y0, y1, nw, size, block, idx
+                    q, kv, bi, y0, y1, nw, size, block, idx
                 )
-                attns.append(attn)
-                o = torch.bmm(dense, rc.transpose(1, 2))
-                out[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
-                    o, c, y1 - y0, nw, block
+                attn_all[bi, y0 * nw : y1 * nw] = attn
+                o = _FusedLocalAttention._to_image(
+                    torch.bmm(dense, rc.transpose(1, 2)), c, y1 - y0, nw, block
                 )
-        ctx.save_for_backward(q, kv, *attns)
+                e = min(h, y1 * block)
+                out[bi, :, y0 * block : e] = o[:, : e - y0 * block, :w]
+        ctx.save_for_backward(q, kv, attn_all)
         ctx.size, ctx.block = size, block
-        return out[:, :, :h, :w].to(q.dtype)
+        return out.to(q.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        q, kv, *attns = ctx.saved_tensors
+        q, kv, attn_all = ctx.saved_tensors
         size, block = ctx.size, ctx.block
-        bsz, c, h, w = q.shape
+        bsz, c = q.shape[:2]
+        h, w, nh, nw = _FusedLocalAttention._grid(q, block)
         pad, region = size // 2, block + size - 1
-        qp, kvp, nh, nw = _FusedLocalAttention._setup(q, kv, size, block)
         idx = _index_on(size, block, q.device)
-        gop = F.pad(grad_out.float(), (0, nw * block - w, 0, nh * block - h))
-        gq = torch.zeros_like(qp)
-        gkv = torch.zeros_like(kvp)
-        saved = iter(attns)
+        gq = q.new_empty((bsz, c, h, w), dtype=torch.float32)
+        gkv = q.new_zeros((bsz, c, h, w), dtype=torch.float32)
         for bi in range(bsz):
-            for y0, y1 in _FusedLocalAttention._chunks(nh, nw):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
                 nr = y1 - y0
                 qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
-                    qp, kvp, bi, y0, y1, nw, size, block, idx, next(saved)
+                    q, kv, bi, y0, y1, nw, size, block, idx, attn_all[bi, y0 * nw : y1 * nw]
                 )
-                go = _FusedLocalAttention._from_image(
-                    gop[bi, :, y0 * block : y1 * block], c, nr, nw, block
-                )
+                go = _rows(grad_out, bi, y0 * block, y1 * block, 0, nw * block - w)
+                go = _FusedLocalAttention._from_image(go, c, nr, nw, block)
                 ga = torch.bmm(go, rc).gather(2, ix)  # dA
                 gl = attn * (ga - (attn * ga).sum(-1, keepdim=True))  # dL (softmax)
                 gs = torch.zeros_like(dense).scatter_(2, ix, gl)  # dS
-                gq[bi, :, y0 * block : y1 * block] = _FusedLocalAttention._to_image(
+                gqc = _FusedLocalAttention._to_image(
                     torch.bmm(gs, rc.transpose(1, 2)), c, nr, nw, block
                 )
+                e = min(h, y1 * block)
+                gq[bi, :, y0 * block : e] = gqc[:, : e - y0 * block, :w]
                 # dR = dO^T D + Q^T dS (key and value gradients of the shared features).
                 gr = torch.bmm(go.transpose(1, 2), dense).baddbmm_(qc.transpose(1, 2), gs)
                 folded = F.fold(
@@ -239,11 +255,11 @@ class _FusedLocalAttention(torch.autograd.Function):
                     output_size=(nr * block + size - 1, nw * block + size - 1),
                     kernel_size=region,
                     stride=block,
-                )
-                gkv[bi, :, y0 * block : y1 * block + size - 1] += folded[0]
-        grad_q = gq[:, :, :h, :w].to(q.dtype)
-        grad_kv = gkv[:, :, pad : pad + h, pad : pad + w].to(kv.dtype)
-        return grad_q, grad_kv, None, None
+                )[0]  # rows from y0*b - pad, columns from -pad
+                r0 = y0 * block - pad
+                a, e = max(0, r0), min(h, r0 + nr * block + size - 1)
+                gkv[bi, :, a:e] += folded[:, a - r0 : e - r0, pad : pad + w]
+        return gq.to(q.dtype), gkv.to(kv.dtype), None, None
 
 
 class ResBlock(nn.Module):

@@ -25,6 +25,9 @@ class LearnedOptions(MethodOptions):
     #: torch.compile the training steps (CPU, 160²: 26 % faster MMSR steps; minutes to
     #: compile; needs a C++ compiler)
     compile: bool = False
+    #: return the heap pages each CPU step frees to the system (glibc malloc_trim): keeps
+    #: a long run's resident peak near what one step needs; see OptimConfig.trim_memory
+    trim_memory: bool = True
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
@@ -40,6 +43,7 @@ class LearnedOptions(MethodOptions):
             early_stop=self.early_stop,
             bf16=self.bf16,
             compile=self.compile,
+            trim_memory=self.trim_memory,
         )
 
 
