@@ -154,7 +154,8 @@ class _FusedLocalAttention(torch.autograd.Function):
     @staticmethod
     def _chunks(nh: int, nw: int, c: int, size: int, block: int):
         region = block + size - 1
-        per_block = 4 * block * block * max(c, region * region)  # the largest chunk buffer
+        # bytes per block of the largest chunk buffers: D and dS (b^2 x R^2), R and dR (C x R^2)
+        per_block = 4 * region * region * max(block * block, c)
         limit = max(1, min(_CHUNK_BLOCKS, _CHUNK_BYTES // per_block))
         rows = max(1, limit // nw)
         for y0 in range(0, nh, rows):
