@@ -94,13 +94,17 @@ def _malloc_trim() -> Callable[[], None] | None:
     if trim is None:
         return None
     trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: trim(0) and None
+
+    def release() -> None:
+        trim(0)  # returns whether memory was released; either way is fine
+
+    return release
 
 
 def _tidier(cfg: OptimConfig, device: torch.device) -> Callable[[], None]:
-    if cfg.trim_memory and device.type == "cpu" and _malloc_trim() is not None:
-        return _malloc_trim()  # type: ignore[return-value]
-    return lambda: None
+    """What the loop calls after each forward pass and update: ``malloc_trim`` or nothing."""
+    release = _malloc_trim() if cfg.trim_memory and device.type == "cpu" else None
+    return release if release is not None else (lambda: None)
 
 
 def _runner(model: nn.Module, cfg: OptimConfig) -> nn.Module:
