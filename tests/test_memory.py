@@ -11,12 +11,6 @@ import geosr
 from geosr import optimize
 
 
-def _pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    guide = rng.random((3, 32, 32)).astype(np.float32)
-    lr = guide.mean(0).reshape(8, 4, 8, 4).mean((1, 3))[None] * 10.0
-    return lr, guide
-
-
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim__glibc_malloc_trim_is_found() -> None:
     trim = optimize._malloc_trim()
@@ -26,15 +20,15 @@ def test_trim__glibc_malloc_trim_is_found() -> None:
 
 @pytest.mark.parametrize("method", ["mmsr", "robself-re"])
 def test_trim__same_result_and_called_twice_per_step(
-    method: str, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+    method: str, tiny_pair: tuple[np.ndarray, np.ndarray, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lr, guide = _pair(rng)
+    lr, guide, scale = tiny_pair
     kw = {"iterations": 3, "preset": "dem", "width": 16}
     calls: list[int] = []
     monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
-    trimmed = geosr.super_resolve(lr, guide, 4, method=method, **kw)
+    trimmed = geosr.super_resolve(lr, guide, scale, method=method, **kw)
     assert len(calls) == 2 * kw["iterations"]  # after each forward pass and each update
     calls.clear()
-    kept = geosr.super_resolve(lr, guide, 4, method=method, trim_memory=False, **kw)
+    kept = geosr.super_resolve(lr, guide, scale, method=method, trim_memory=False, **kw)
     assert calls == []
     np.testing.assert_array_equal(trimmed, kept)

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "mmsr_samples"
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mmsr_samples"
 
 
 def one_run(data: Path, pair: str, iterations: int, trim: bool, scale: int) -> dict:

@@ -125,7 +125,7 @@ def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
 #: about five buffers of this size. Small chunks keep the step's peak low and, as
 #: importantly, fit into the holes that freed feature maps leave in the heap (glibc does not
 #: return those to the system), so the resident peak does not creep up over a long run.
-#: 128-block chunks at 320^2 with k=11 (about 10 MB) ran as fast as 512-block ones.
+#: (examples/benchmarks/run_memory.py measures whole runs; step_time.py the step.)
 _CHUNK_BYTES = 8 * 2**20
 #: upper bound on the blocks of one chunk (tests lower it to force several chunks)
 _CHUNK_BLOCKS = 512
