@@ -21,6 +21,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -164,18 +165,28 @@ def _tensors(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
             for a in arrays]
 
 
-def _outputs(out: object) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """A model's ``prediction`` or ``(prediction, [auxiliary predictions])``."""
+class Outputs(NamedTuple):
+    pred: torch.Tensor
+    aux: list[torch.Tensor]
+    #: a regularisation term the model adds to its loss (e.g. RobSelf's field smoothness)
+    penalty: torch.Tensor | None = None
+
+
+def _outputs(out: object) -> Outputs:
+    """A model's ``prediction``, ``(prediction, [auxiliary predictions])`` or
+    ``(prediction, [auxiliary predictions], penalty)``."""
     if isinstance(out, tuple):
-        return out[0], list(out[1])
-    return out, []  # type: ignore[return-value]
+        return Outputs(out[0], list(out[1]), out[2] if len(out) > 2 else None)
+    return Outputs(out, [])  # type: ignore[arg-type]
 
 
-def _total_loss(pred: torch.Tensor, aux: list[torch.Tensor], lr: torch.Tensor,
-                mask: torch.Tensor, scale: int, cfg: OptimConfig) -> torch.Tensor:
-    loss = masked_cycle_loss(pred, lr, mask, scale)
-    for a in aux:
+def _total_loss(out: Outputs, lr: torch.Tensor, mask: torch.Tensor, scale: int,
+                cfg: OptimConfig) -> torch.Tensor:
+    loss = masked_cycle_loss(out.pred, lr, mask, scale)
+    for a in out.aux:
         loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr, mask, scale)
+    if out.penalty is not None:
+        loss = loss + out.penalty
     return loss
 
 
@@ -242,7 +253,7 @@ def fit(
     train_step = _runner(model, cfg)
     tidy = _tidier(cfg, device)
 
-    def forward(net: nn.Module = model) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(net: nn.Module = model) -> Outputs:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             return _outputs(net(lr_t, guide_t))
 
@@ -252,7 +263,7 @@ def fit(
 
     def predict() -> torch.Tensor:
         if custom_loss is None:
-            return forward()[0]
+            return forward().pred
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             return model.predict(lr_t, guide_t, mask_t)
 
@@ -271,10 +282,10 @@ def fit(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = custom_loss(lr_t, guide_t, mask_t, scale)
         else:
-            pred, aux = forward(train_step)
+            out = forward(train_step)
             if step in wanted:
-                snapshots[step] = pred.detach().float()[0].cpu().numpy()
-            loss = _total_loss(pred, aux, lr_t, mask_t, scale, cfg)
+                snapshots[step] = out.pred.detach().float()[0].cpu().numpy()
+            loss = _total_loss(out, lr_t, mask_t, scale, cfg)
         value = _descend(loss, opt, sched, step, tidy)
         losses.append(value)
         if progress is not None:
@@ -332,10 +343,8 @@ def fit_samples(
     for step in range(cfg.iterations):
         lr_t, guide_t, mask_t = _tensors(device, *draw(step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            pred, aux = _outputs(train_step(lr_t, guide_t))
-        value = _descend(
-            _total_loss(pred, aux, lr_t, mask_t, scale, cfg), opt, sched, step, tidy
-        )
+            out = _outputs(train_step(lr_t, guide_t))
+        value = _descend(_total_loss(out, lr_t, mask_t, scale, cfg), opt, sched, step, tidy)
         window = (window + [value])[-25:]
         running = float(np.mean(window))
         if progress is not None:
@@ -354,5 +363,5 @@ def infer(model: nn.Module, lr: np.ndarray, guide: np.ndarray, cfg: OptimConfig)
     model = model.to(device).eval()
     lr_t, guide_t = _tensors(device, lr, guide)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        pred, _ = _outputs(model(lr_t, guide_t))
+        pred = _outputs(model(lr_t, guide_t)).pred
     return pred.float()[0].cpu().numpy()

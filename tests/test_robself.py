@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from geosr import get_method
-from geosr.models.robself import DeformAlign, RobSelfNet, importance, warp
+from geosr.models.robself import DeformAlign, RobSelfNet, importance, total_variation, warp
 
 
 def test_warp__integer_displacement_shifts_content():
@@ -75,6 +75,39 @@ def test_robself__fits_and_returns_both_heads(tiny_pair):
     assert len(res.losses) == 3
 
 
+def test_total_variation__zero_for_a_constant_field_and_counts_steps():
+    disp = torch.full((1, 2, 6, 8), 3.0)
+    assert float(total_variation(disp)) == 0.0
+    disp[:, 1, :, 4:] += 2.0  # one 2-px step between columns 3 and 4, in dx only
+    # rows: no change; columns: 2 px on 6 of the 2*6*7 horizontal neighbour pairs
+    assert float(total_variation(disp)) == pytest.approx(2.0 * 6 / (2 * 6 * 7))
+
+
+def test_robself__field_tv_adds_the_smoothness_penalty_to_the_loss(tiny_pair):
+    from geosr.optimize import OptimConfig, _outputs, _total_loss
+
+    lr, guide, scale = tiny_pair
+    lrt = torch.from_numpy(((lr - lr.mean()) / lr.std()).astype(np.float32))[None]
+    gt = torch.from_numpy(guide)[None]
+    mask = torch.ones_like(lrt, dtype=torch.bool)
+    net = RobSelfNet(guide.shape[0], scale, width=8, levels=2, field_tv=0.5)
+    with torch.no_grad():  # a non-constant field, so that the penalty is not zero
+        net.translator.out.bias.copy_(torch.tensor([0.0, 1.0]))
+        net.translator.out.weight.normal_(0.0, 0.5)
+        out = _outputs(net(lrt, gt))
+        disp = net.displacement(net.extract_source(
+            F.interpolate(lrt, size=gt.shape[-2:], mode="bilinear", align_corners=False)),
+            net.extract_guide(gt))
+    assert out.penalty is not None and float(out.penalty) > 0
+    torch.testing.assert_close(out.penalty, 0.5 * total_variation(disp))
+    cfg = OptimConfig()
+    with_pen = _total_loss(out, lrt, mask, scale, cfg)
+    without = _total_loss(out._replace(penalty=None), lrt, mask, scale, cfg)
+    torch.testing.assert_close(with_pen - without, out.penalty)
+    # off by default: two outputs, no penalty
+    assert _outputs(RobSelfNet(guide.shape[0], scale, width=8, levels=2)(lrt, gt)).penalty is None
+
+
 def test_reference_filter__threshold_routes_pixels_to_the_right_kernel():
     from geosr.models.layers import local_attention
     from geosr.models.robself import reference_filter
@@ -112,3 +145,18 @@ def test_robself_re__beats_mmsr_with_a_shifted_guide(shared_data):
         for m in ("mmsr", "robself-re")
     }
     assert rmse["robself-re"] < rmse["mmsr"], rmse
+
+
+def test_robself__negative_field_tv_is_refused():
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match="field_tv"):
+        get_method("robself-re", field_tv=-0.1)
+
+
+def test_robself__fits_with_the_field_penalty(tiny_pair):
+    lr, guide, scale = tiny_pair
+    lrn = ((lr - lr.mean()) / lr.std()).astype(np.float32)
+    res = get_method("robself-re", iterations=2, width=8, field_tv=0.1).fit(
+        lrn, guide, scale, np.ones_like(lr, bool))
+    assert np.isfinite(res.prediction).all() and len(res.losses) == 2

@@ -62,7 +62,7 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
         for i in range(warmup + steps):
             t = time.perf_counter()
             out = net(lr, guide)
-            pred, aux = out if isinstance(out, tuple) else (out, [])
+            pred, aux = (out[0], out[1]) if isinstance(out, tuple) else (out, [])
             loss = masked_cycle_loss(pred, lr, mask, scale)
             for a in aux:
                 loss = loss + masked_cycle_loss(a, lr, mask, scale)

@@ -14,7 +14,8 @@ Choices the paper leaves open (documented in the README):
   (stride-2 3x3 conv + 3x3 conv) and as many decoder levels (bilinear x2, concat skip,
   two 3x3 convs), and a 3x3 output conv that is **zero-initialised** (the fit starts from
   the identity alignment); displacements are bounded by ``max_disp * tanh(.)`` HR pixels
-  and are smooth by construction (predicted at every level and upsampled);
+  and not regularised unless ``field_tv`` > 0 (their total variation is then added to the
+  loss; measured no better, see the README);
 - deformable alignment in plain torch: ``grid_sample`` of the ``k^2`` offset taps, then
   a linear (1x1) map of the stacked taps, i.e. a deformable convolution;
 - heads: 2 residual 1x1 blocks + 1x1 conv (as MMSR's head); shared between ``I_trans`` and ``I_sr``
@@ -137,6 +138,13 @@ class Head(nn.Module):
         return self.body(x)
 
 
+def total_variation(disp: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of a displacement field between neighbouring pixels, in
+    pixels (rows and columns summed)."""
+    return ((disp[..., 1:, :] - disp[..., :-1, :]).abs().mean()
+            + (disp[..., :, 1:] - disp[..., :, :-1]).abs().mean())
+
+
 def importance(f: torch.Tensor) -> torch.Tensor:
     """``M = mean_c || grad f_c ||_2`` with forward differences (zero at the far border)."""
     gx = F.pad(f[..., :, 1:] - f[..., :, :-1], (0, 1, 0, 0))
@@ -163,9 +171,10 @@ class RobSelfNet(nn.Module):
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
-        residual: bool = False,
+        residual: bool = False, field_tv: float = 0.0,
     ) -> None:
         super().__init__()
+        self.field_tv = field_tv
         self.residual = residual
         self.m, self.n, self.eta, self.block = m, n, eta, block
         self.max_disp = max_disp
@@ -189,7 +198,8 @@ class RobSelfNet(nn.Module):
         up = F.interpolate(lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
         f_s = self.extract_source(up)
         f_g = self.extract_guide(guide)
-        aligned = self.align(f_g, self.displacement(f_s, f_g))
+        disp = self.displacement(f_s, f_g)
+        aligned = self.align(f_g, disp)
         i_trans = self.trans_head(aligned)
         # Content-aware reference filter: weights from <source neighbour, aligned guide
         # centre>, output from source neighbours only.
@@ -198,6 +208,8 @@ class RobSelfNet(nn.Module):
         i_sr = self.pred_head(filtered)
         if self.residual:  # I_sr corrects bicubic; I_trans stays a full prediction
             i_sr = i_sr + bicubic_base(lr, guide.shape[-2:])
+        if self.field_tv > 0:
+            return i_sr, [i_trans], self.field_tv * total_variation(disp)
         return i_sr, [i_trans]
 
 
@@ -214,6 +226,8 @@ class RobSelfOptions(LearnedOptions):
     block: int = 8
     #: I_sr = bicubic + the prediction head's output (not in the paper; see MMSR's option)
     residual: bool = False
+    #: weight of the displacement field's total variation in the loss (0: none)
+    field_tv: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -224,6 +238,8 @@ class RobSelfOptions(LearnedOptions):
             raise ValueError(f"levels must be in 1..8, got {self.levels}")
         if not self.max_disp > 0:
             raise ValueError(f"max_disp must be > 0, got {self.max_disp}")
+        if not self.field_tv >= 0:
+            raise ValueError(f"field_tv must be >= 0, got {self.field_tv}")
 
     def settings(self, scale: int) -> tuple[int, int, int, float | None]:
         table, eta = PRESETS[self.preset]
@@ -242,7 +258,7 @@ class _RobSelf(LearnedMethod):
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
-            residual=o.residual,
+            residual=o.residual, field_tv=o.field_tv,
         )
 
     def halo(self, scale: int) -> int:
