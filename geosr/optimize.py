@@ -1,10 +1,11 @@
 """The online, self-supervised optimisation loop shared by every learned method.
 
 A model maps ``(lr_up_input, guide)`` tensors to an HR prediction (or to a tuple
-``(prediction, [auxiliary predictions])``). The loss is the masked L1 *cycle* loss
-``|avg_pool(pred, scale) - lr|`` over valid LR pixels, plus ``aux_weight`` times the
-same loss for each auxiliary prediction (RobSelf's translation head). No other
-supervision: the network is fitted to this one input and thrown away.
+``(prediction, [auxiliary predictions])``, optionally followed by a penalty). The loss is
+the masked L1 *cycle* loss ``|avg_pool(pred, scale) - lr|`` over valid LR pixels, plus
+``aux_weight`` times the same loss for each auxiliary prediction (RobSelf's translation
+head), plus the penalty if the model returns one (RobSelf's optional field smoothness).
+No other supervision: the network is fitted to this one input and thrown away.
 
 Defaults follow the MMSR/RobSelf papers: Adam, lr 2e-3, x0.9998 every 5 steps,
 1000 steps, weight decay only on the parameters a model lists as ``decayed``.
@@ -166,6 +167,8 @@ def _tensors(device: torch.device, *arrays: np.ndarray) -> list[torch.Tensor]:
 
 
 class Outputs(NamedTuple):
+    """What a model's forward pass returns, in one shape for the loop."""
+
     pred: torch.Tensor
     aux: list[torch.Tensor]
     #: a regularisation term the model adds to its loss (e.g. RobSelf's field smoothness)
