@@ -95,9 +95,7 @@ def test_robself__field_tv_adds_the_smoothness_penalty_to_the_loss(tiny_pair):
         net.translator.out.bias.copy_(torch.tensor([0.0, 1.0]))
         net.translator.out.weight.normal_(0.0, 0.5)
         out = _outputs(net(lrt, gt))
-        disp = net.displacement(net.extract_source(
-            F.interpolate(lrt, size=gt.shape[-2:], mode="bilinear", align_corners=False)),
-            net.extract_guide(gt))
+        disp = net.displacement(*net.features(lrt, gt))
     assert out.penalty is not None and float(out.penalty) > 0
     torch.testing.assert_close(out.penalty, 0.5 * total_variation(disp))
     cfg = OptimConfig()

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import geosr
 from geosr.evaluate import degrade, load_pairs, metrics
@@ -71,8 +70,7 @@ def fit_and_watch(name: str, opts: dict, lr: np.ndarray, guide: np.ndarray, hr: 
             out = net(lr_t, g_t)
             if isinstance(out, tuple):
                 row["rmse"], row["rmse_trans"] = rmse(out[0]), rmse(out[1][0])
-                up = F.interpolate(lr_t, size=g_t.shape[-2:], mode="bilinear", align_corners=False)
-                d = net.displacement(net.extract_source(up), net.extract_guide(g_t))
+                d = net.displacement(*net.features(lr_t, g_t))
                 d = d.view(1, -1, 2, *d.shape[-2:]).mean(1)  # De: mean over the taps
                 row["disp_mean"] = [round(float(d[0, i].mean()), 3) for i in (0, 1)]
                 row["disp_std"] = [round(float(d[0, i].std()), 3) for i in (0, 1)]

@@ -26,7 +26,7 @@ import torch
 
 from geosr.evaluate import PeakMemory
 from geosr.models import get_method
-from geosr.optimize import masked_cycle_loss
+from geosr.optimize import OptimConfig, _outputs, _total_loss
 
 
 def build(variant: str, scale: int, preset: str | None):
@@ -54,6 +54,7 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
         net = net.to(memory_format=torch.channels_last)
         guide = guide.contiguous(memory_format=torch.channels_last)
     mask = torch.ones_like(lr)
+    cfg = OptimConfig()  # the loop's loss: cycle + aux_weight * aux + any penalty
     params = sum(p.numel() for p in net.parameters())
     if compiled:  # torch.compile (inductor); the first (warm-up) steps include compiling
         net = torch.compile(net)
@@ -61,11 +62,7 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
     with PeakMemory() as mem:
         for i in range(warmup + steps):
             t = time.perf_counter()
-            out = net(lr, guide)
-            pred, aux = (out[0], out[1]) if isinstance(out, tuple) else (out, [])
-            loss = masked_cycle_loss(pred, lr, mask, scale)
-            for a in aux:
-                loss = loss + masked_cycle_loss(a, lr, mask, scale)
+            loss = _total_loss(_outputs(net(lr, guide)), lr, mask, scale, cfg)
             t_fwd = time.perf_counter()
             opt.zero_grad()
             loss.backward()

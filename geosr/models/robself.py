@@ -194,10 +194,13 @@ class RobSelfNet(nn.Module):
         raw = self.translator(f_source, f_guide)
         return self.max_disp * torch.tanh(raw / self.max_disp)
 
-    def forward(self, lr: torch.Tensor, guide: torch.Tensor):
+    def features(self, lr: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``F_source`` (from the bilinearly upsampled LR) and ``F_guide``."""
         up = F.interpolate(lr, size=guide.shape[-2:], mode="bilinear", align_corners=False)
-        f_s = self.extract_source(up)
-        f_g = self.extract_guide(guide)
+        return self.extract_source(up), self.extract_guide(guide)
+
+    def forward(self, lr: torch.Tensor, guide: torch.Tensor):
+        f_s, f_g = self.features(lr, guide)
         disp = self.displacement(f_s, f_g)
         aligned = self.align(f_g, disp)
         i_trans = self.trans_head(aligned)
