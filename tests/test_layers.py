@@ -54,6 +54,24 @@ def test_local_attention__shared_key_value_float32():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+def test_local_attention__fused_kernel_keeps_float32_under_autocast():
+    """Under bf16 autocast (the CUDA default) the fused filter still computes in float32:
+    its result and gradients equal the float32 ones, in the input's dtype."""
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
+    kv = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
+    gout = torch.randn(1, 8, 13, 17, generator=g)
+    ref = local_attention(q, kv, kv, 5)
+    ref_grads = torch.autograd.grad(ref, (q, kv), gout)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = local_attention(q, kv, kv, 5)
+    grads = torch.autograd.grad(out, (q, kv), gout)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want)
+
+
 def test_local_attention__even_size_rejected():
     x = torch.zeros(1, 1, 4, 4)
     with pytest.raises(ValueError, match="odd"):

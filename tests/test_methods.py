@@ -43,6 +43,20 @@ def test_method__shape_dtype_finite(name, tiny_pair):
     assert np.isfinite(out).all()
 
 
+LEARNED = [n for n in list_methods() if not get_method(n).deterministic]
+
+
+@pytest.mark.parametrize("name", LEARNED)
+def test_learned__bf16_autocast_runs(name, tiny_pair):
+    """bf16 autocast is the default on CUDA; ``bf16=on`` takes the same path on the CPU, so
+    the mixed-precision code (the fused filter among it) is exercised without a GPU."""
+    lr, guide, scale = normalised(tiny_pair)
+    out = build(name, bf16="on", device="cpu")(lr, guide, scale)
+    assert out.shape == (1, lr.shape[1] * scale, lr.shape[2] * scale)
+    assert out.dtype == np.float32
+    assert np.isfinite(out).all()
+
+
 @pytest.mark.parametrize("name", list_methods())
 def test_method__constant_in_constant_out(name, rng):
     lr = np.zeros((1, 6, 7), np.float32)  # a constant normalises to 0

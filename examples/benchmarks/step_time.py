@@ -12,6 +12,8 @@ Each step is also split into forward (with the loss), backward and optimiser (Ad
 ``filter_share`` is ``1 - floor/step`` for the variants that have a filter-free floor.
 A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, and/or
 ``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more).
+``--device cuda`` times on the GPU (synchronising around each phase) under the same
+bf16 autocast as the online loop (``--bf16 auto``: on for CUDA, off for CPU).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import torch
 
 from geosr.evaluate import PeakMemory
 from geosr.models import get_method
-from geosr.optimize import OptimConfig, _outputs, _total_loss
+from geosr.optimize import OptimConfig, _outputs, _total_loss, resolve_device
 
 
 def build(variant: str, scale: int, preset: str | None):
@@ -42,14 +44,17 @@ def build(variant: str, scale: int, preset: str | None):
     return method.build_model(3, scale)
 
 
-def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: int, warmup: int):
+def time_steps(
+    variant: str, size: int, scale: int, preset: str | None, steps: int, warmup: int,
+    device: torch.device, bf16: bool,
+):
     base, *flags = variant.split("+")
     cl, compiled = "cl" in flags, "compile" in flags
-    net = build(base, scale, preset)
+    net = build(base, scale, preset).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
-    lr = torch.randn(1, 1, size // scale, size // scale, generator=g)
-    guide = torch.randn(1, 3, size, size, generator=g)
+    lr = torch.randn(1, 1, size // scale, size // scale, generator=g).to(device)
+    guide = torch.randn(1, 3, size, size, generator=g).to(device)
     if cl:
         net = net.to(memory_format=torch.channels_last)
         guide = guide.contiguous(memory_format=torch.channels_last)
@@ -58,17 +63,28 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
     params = sum(p.numel() for p in net.parameters())
     if compiled:  # torch.compile (inductor); the first (warm-up) steps include compiling
         net = torch.compile(net)
+    cuda = device.type == "cuda"
+
+    def now() -> float:
+        if cuda:  # kernels run asynchronously: wait for them before reading the clock
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
     times, parts, warm = [], [], []
     with PeakMemory() as mem:
         for i in range(warmup + steps):
-            t = time.perf_counter()
-            loss = _total_loss(_outputs(net(lr, guide)), lr, mask, scale, cfg)
-            t_fwd = time.perf_counter()
+            t = now()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out = _outputs(net(lr, guide))
+            loss = _total_loss(out, lr, mask, scale, cfg)
+            t_fwd = now()
             opt.zero_grad()
             loss.backward()
-            t_bwd = time.perf_counter()
+            t_bwd = now()
             opt.step()
-            t_end = time.perf_counter()
+            t_end = now()
             if i < warmup:
                 warm.append(t_end - t)
             else:
@@ -83,6 +99,7 @@ def time_steps(variant: str, size: int, scale: int, preset: str | None, steps: i
         "warmup_seconds": [round(x, 2) for x in warm],  # with +compile: compilation
         "forward_backward_optimizer_median": [round(float(x), 4) for x in med],
         "peak_rss_gb": mem.peak / 2**30,
+        **({"peak_gpu_gb": torch.cuda.max_memory_allocated(device) / 2**30} if cuda else {}),
     }
 
 
@@ -94,15 +111,23 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--variants", default="mmsr,mmsr:none,mmsr:unfold")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                    help="bf16 autocast, as in the loop (auto: on for CUDA only)")
     args = ap.parse_args()
+    device = resolve_device(args.device)
+    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and device.type == "cuda")
     res = {
         "size": args.size, "scale": args.scale, "preset": args.preset,
         "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.machine(), "results": [],
+        "machine": platform.machine(), "device": str(device), "bf16": bf16,
+        **({"gpu": torch.cuda.get_device_name(device)} if device.type == "cuda" else {}),
+        "results": [],
     }
     for v in args.variants.split(","):
         steps = min(2, args.steps) if v.endswith(":unfold") else args.steps
-        res["results"].append(time_steps(v, args.size, args.scale, args.preset, steps, args.warmup))
+        res["results"].append(time_steps(
+            v, args.size, args.scale, args.preset, steps, args.warmup, device, bf16))
     by = {r["variant"]: r["seconds_per_step_median"] for r in res["results"]}
     base = by.get("mmsr")
     if base:

@@ -199,6 +199,13 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, kv, size, block):  # type: ignore[override]
+        # Autocast would run the GEMMs below in bf16/fp16 and hand back half-precision
+        # weights that the float32 buffers cannot take: the kernel does its own precision.
+        with torch.autocast(q.device.type, enabled=False):
+            return _FusedLocalAttention._forward(ctx, q, kv, size, block)
+
+    @staticmethod
+    def _forward(ctx, q, kv, size, block):
         bsz, c = q.shape[:2]
         h, w, nh, nw = _FusedLocalAttention._grid(q, block)
         idx = _index_on(size, block, q.device)
@@ -225,6 +232,11 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
+        with torch.autocast(grad_out.device.type, enabled=False):
+            return _FusedLocalAttention._backward(ctx, grad_out)
+
+    @staticmethod
+    def _backward(ctx, grad_out):
         q, kv, attn_all = ctx.saved_tensors
         size, block = ctx.size, ctx.block
         bsz, c = q.shape[:2]
