@@ -23,7 +23,7 @@ def test_trim__same_result_and_called_twice_per_step(
     method: str, tiny_pair: tuple[np.ndarray, np.ndarray, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lr, guide, scale = tiny_pair
-    kw = {"iterations": 3, "preset": "dem", "width": 16}
+    kw = {"iterations": 3, "preset": "dem", "width": 16, "device": "cpu"}  # the CPU heap
     calls: list[int] = []
     monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
     trimmed = geosr.super_resolve(lr, guide, scale, method=method, **kw)
@@ -32,3 +32,15 @@ def test_trim__same_result_and_called_twice_per_step(
     kept = geosr.super_resolve(lr, guide, scale, method=method, trim_memory=False, **kw)
     assert calls == []
     np.testing.assert_array_equal(trimmed, kept)
+
+
+def test_trim__not_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GPU memory is the caching allocator's: the loop does not trim the host heap there."""
+    import torch
+
+    calls: list[int] = []
+    monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
+    optimize._tidier(optimize.OptimConfig(), torch.device("cuda"))()
+    assert calls == []
+    optimize._tidier(optimize.OptimConfig(), torch.device("cpu"))()
+    assert calls == [1]
