@@ -92,6 +92,21 @@ def test_method__mask_respected(name, tiny_pair):
     assert np.abs(pooled[2:4, 3:5]).max() < 25
 
 
+@pytest.mark.parametrize("name", ["mmsr", "robself-re"])
+def test_learned__average_tail_is_the_mean_of_the_last_predictions(name, tiny_pair):
+    """``average_tail=0.5`` over 8 steps returns the mean of the predictions after steps 5,
+    6, 7 and 8: the same seeded CPU run without averaging, observed every step, has them."""
+    lr, guide, scale = normalised(tiny_pair)
+    mask = np.ones_like(lr, dtype=bool)
+    kw = {"iterations": 8, "seed": 1, "device": "cpu"}
+    plain = build(name, **kw).fit(lr, guide, scale, mask, snapshot_steps=range(1, 9))
+    averaged = build(name, average_tail=0.5, **kw).fit(lr, guide, scale, mask)
+    want = np.mean([plain.snapshots[s] for s in (5, 6, 7, 8)], axis=0)
+    np.testing.assert_allclose(averaged.prediction, want, rtol=0, atol=1e-6)
+    assert not np.allclose(averaged.prediction, plain.prediction, rtol=0, atol=1e-4)
+    assert averaged.losses == plain.losses  # the fit itself is unchanged
+
+
 def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     m = build("mmsr", seed=3, device="cpu")
@@ -122,6 +137,9 @@ def test_mmsr__presets_and_overrides():
         ("mmsr", {"n": 4}, "odd"),
         ("mmsr", {"iterations": 0}, "iterations"),
         ("mmsr", {"device": "tpu"}, "device"),
+        ("mmsr", {"average_tail": 1.0}, "average_tail must be a fraction"),
+        ("p2p", {"average_tail": 0.2}, "trained on whole images"),
+        ("cmsr", {"average_tail": 0.2}, "trained on whole images"),
         ("mmsr", {"colour": 1}, "unknown option"),
         ("bicubic", {"iterations": 3}, "unknown option"),
         ("guided-filter", {"eps": -1.0}, "eps"),

@@ -21,7 +21,7 @@ spline); Adam at 1e-4 without plateau decay (the shared loop's schedule); 1500 s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -156,6 +156,7 @@ class CMSRNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class CMSROptions(LearnedOptions):
+    whole_image_loss: ClassVar[bool] = False  # trains on samples
     iterations: int = 1500
     lr: float = 1e-4
     #: father crop side in LR pixels

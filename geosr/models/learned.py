@@ -7,7 +7,7 @@ loop (``geosr.optimize``) are declared once here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,9 +28,21 @@ class LearnedOptions(MethodOptions):
     #: return the heap pages each CPU step frees to the system (glibc malloc_trim): keeps
     #: a long run's resident peak near what one step needs; see OptimConfig.trim_memory
     trim_memory: bool = True
+    #: output the mean prediction of the last fraction of the steps (see
+    #: OptimConfig.average_tail); 0 = the papers' last-step output
+    average_tail: float = 0.0
+    #: False for methods that train on samples and predict once at the end (P2P, CMSR):
+    #: they have no per-step prediction to average
+    whole_image_loss: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
+        if self.average_tail and not self.whole_image_loss:
+            from ..errors import OptionError
+
+            raise OptionError(
+                "average_tail needs a method trained on whole images; this one trains on "
+                "samples and predicts once at the end: leave average_tail at 0")
 
     def optim_config(self) -> Any:
         from ..optimize import OptimConfig
@@ -44,6 +56,7 @@ class LearnedOptions(MethodOptions):
             bf16=self.bf16,
             compile=self.compile,
             trim_memory=self.trim_memory,
+            average_tail=self.average_tail,
         )
 
 

@@ -19,7 +19,7 @@ choice: the paper scales them but does not fix the unit for arbitrary sizes).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -96,6 +96,7 @@ class PixTransformNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class P2POptions(LearnedOptions):
+    whole_image_loss: ClassVar[bool] = False  # trains on samples
     iterations: int = 32000
     lr: float = 1e-3
     batch: int = 32
