@@ -67,8 +67,13 @@ class OptimConfig:
     #: be far from its neighbours; the training passes already compute these predictions,
     #: so averaging them costs one HR accumulator. 0 = the papers' last-step output
     average_tail: float = 0.0
+    #: "step": the papers' ×lr_decay every decay_every steps (near-constant over 1000
+    #: steps); "cosine": half a cosine from lr down to 0 at the last step
+    lr_schedule: str = "step"
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("step", "cosine"):
+            raise OptionError(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
         if not 0.0 <= self.average_tail < 1.0:
             raise OptionError(
                 f"average_tail must be a fraction in [0, 1), got {self.average_tail}")
@@ -155,7 +160,8 @@ class FitResult:
 def make_optimizer(
     model: nn.Module, cfg: OptimConfig
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """Adam over the model's weight-decay groups, with the papers' step decay."""
+    """Adam over the model's weight-decay groups, with the papers' step decay (or a
+    cosine one, ``cfg.lr_schedule``)."""
     if hasattr(model, "param_groups"):  # a model with its own weight-decay groups (P2P)
         groups = model.param_groups()
     else:
@@ -166,7 +172,11 @@ def make_optimizer(
              "weight_decay": cfg.weight_decay},
         ]
     opt = torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
+    else:
+        sched = torch.optim.lr_scheduler.StepLR(
+            opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
     return opt, sched
 
 

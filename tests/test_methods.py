@@ -107,6 +107,27 @@ def test_learned__average_tail_is_the_mean_of_the_last_predictions(name, tiny_pa
     assert averaged.losses == plain.losses  # the fit itself is unchanged
 
 
+def test_optimizer__cosine_schedule_reaches_zero_at_the_last_step():
+    import torch
+
+    from geosr.optimize import OptimConfig, make_optimizer
+
+    net = torch.nn.Conv2d(1, 1, 1)
+    rates = {}
+    for kind in ("step", "cosine"):
+        opt, sched = make_optimizer(net, OptimConfig(iterations=10, lr_schedule=kind))
+        seen = []
+        for _ in range(10):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        rates[kind] = seen + [opt.param_groups[0]["lr"]]
+    assert rates["step"][0] == rates["cosine"][0] == 2e-3
+    assert rates["step"][-1] > 0.99 * 2e-3  # the papers' decay barely moves in 10 steps
+    assert rates["cosine"][5] == pytest.approx(1e-3)  # half-way: half the rate
+    assert rates["cosine"][-1] == pytest.approx(0.0, abs=1e-12)
+
+
 def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     m = build("mmsr", seed=3, device="cpu")
@@ -138,6 +159,7 @@ def test_mmsr__presets_and_overrides():
         ("mmsr", {"iterations": 0}, "iterations"),
         ("mmsr", {"device": "tpu"}, "device"),
         ("mmsr", {"average_tail": 1.0}, "average_tail must be a fraction"),
+        ("mmsr", {"lr_schedule": "linear"}, "lr_schedule must be step or cosine"),
         ("p2p", {"average_tail": 0.2}, "trained on whole images"),
         ("cmsr", {"average_tail": 0.2}, "trained on whole images"),
         ("mmsr", {"colour": 1}, "unknown option"),

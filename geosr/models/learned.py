@@ -31,6 +31,8 @@ class LearnedOptions(MethodOptions):
     #: output the mean prediction of the last fraction of the steps (see
     #: OptimConfig.average_tail); 0 = the papers' last-step output
     average_tail: float = 0.0
+    #: "step" (the papers' decay) or "cosine" (to 0 at the last step); see OptimConfig
+    lr_schedule: str = "step"
     #: False for methods that train on samples and predict once at the end (P2P, CMSR):
     #: they have no per-step prediction to average
     whole_image_loss: ClassVar[bool] = True
@@ -57,6 +59,7 @@ class LearnedOptions(MethodOptions):
             compile=self.compile,
             trim_memory=self.trim_memory,
             average_tail=self.average_tail,
+            lr_schedule=self.lr_schedule,
         )
 
 
