@@ -95,11 +95,13 @@ def test_method__mask_respected(name, tiny_pair):
 @pytest.mark.parametrize("name", ["mmsr", "robself-re"])
 def test_learned__average_tail_is_the_mean_of_the_last_predictions(name, tiny_pair):
     """``average_tail=0.5`` over 8 steps returns the mean of the predictions after steps 5,
-    6, 7 and 8: the same seeded CPU run without averaging, observed every step, has them."""
+    6, 7 and 8: the same seeded CPU run without averaging (``average_tail=0``, the paper's
+    last-step output), observed every step, has them."""
     lr, guide, scale = normalised(tiny_pair)
     mask = np.ones_like(lr, dtype=bool)
     kw = {"iterations": 8, "seed": 1, "device": "cpu"}
-    plain = build(name, **kw).fit(lr, guide, scale, mask, snapshot_steps=range(1, 9))
+    plain = build(name, average_tail=0.0, **kw).fit(lr, guide, scale, mask,
+                                                    snapshot_steps=range(1, 9))
     averaged = build(name, average_tail=0.5, **kw).fit(lr, guide, scale, mask)
     want = np.mean([plain.snapshots[s] for s in (5, 6, 7, 8)], axis=0)
     np.testing.assert_allclose(averaged.prediction, want, rtol=0, atol=1e-6)

@@ -116,6 +116,10 @@ class MMSROptions(LearnedOptions):
     #: image itself; not in the paper, and measured worse: the fit barely leaves bicubic
     #: (see "Modes: cost against quality" in the README)
     residual: bool = False
+    #: output the mean prediction of the last 20 % of the steps (0: the paper's last-step
+    #: output). Same trajectory, so same cost; on the misaligned Middlebury x4 crops at
+    #: 1000 steps it lowered RMSE by 3 % (MMSR) and 1 % (RobSelf-Re), MAE by 9 % and 6 %
+    average_tail: float = 0.2
 
     def __post_init__(self) -> None:
         super().__post_init__()
