@@ -65,7 +65,9 @@ class OptimConfig:
     #: steps (and the final one) instead of the last step's alone. The papers' schedule
     #: keeps the rate near 2e-3 to the end, so the last steps oscillate and a single one can
     #: be far from its neighbours; the training passes already compute these predictions,
-    #: so averaging them costs one HR accumulator. 0 = the papers' last-step output
+    #: so averaging them costs one HR accumulator. 0 = the papers' last-step output.
+    #: Used by :func:`fit`; :func:`fit_samples` (scene mode) draws a new sample each step
+    #: and has no prediction of one image to average
     average_tail: float = 0.0
     #: "step": the papers' ×lr_decay every decay_every steps (near-constant over 1000
     #: steps); "cosine": half a cosine from lr down to 0 at the last step
