@@ -102,6 +102,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def uses_bf16(cfg: OptimConfig, device: torch.device) -> bool:
+    """Whether the loop runs under bf16 autocast (``cfg.bf16``: auto = on CUDA only)."""
+    return cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+
+
 @functools.lru_cache(maxsize=1)
 def _malloc_trim() -> Callable[[], None] | None:
     """glibc's ``malloc_trim(0)``, or None where the C library has none (macOS, musl)."""
@@ -271,7 +276,7 @@ def fit(
     valid LR pixels. ``snapshot_steps``: also return predictions after these many steps.
     """
     device = resolve_device(cfg.device)
-    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(cfg, device)
     lr_t, guide_t, mask_t = _tensors(device, lr, guide, mask)
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
@@ -369,7 +374,7 @@ def fit_samples(
     ``(steps, final running loss, seconds)``; the fitted weights stay in ``model``.
     """
     device = resolve_device(cfg.device)
-    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(cfg, device)
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
     train_step = _runner(model, cfg)
@@ -398,7 +403,7 @@ def fit_samples(
 def infer(model: nn.Module, lr: np.ndarray, guide: np.ndarray, cfg: OptimConfig) -> np.ndarray:
     """One forward pass of a fitted model: the ``(1, H, W)`` float32 HR prediction."""
     device = resolve_device(cfg.device)
-    use_bf16 = cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    use_bf16 = uses_bf16(cfg, device)
     model = model.to(device).eval()
     lr_t, guide_t = _tensors(device, lr, guide)
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):

@@ -28,7 +28,7 @@ import torch
 
 from geosr.evaluate import PeakMemory
 from geosr.models import get_method
-from geosr.optimize import OptimConfig, _outputs, _total_loss, resolve_device
+from geosr.optimize import OptimConfig, _outputs, _total_loss, resolve_device, uses_bf16
 
 
 def build(variant: str, scale: int, preset: str | None):
@@ -116,7 +116,7 @@ def main() -> None:
                     help="bf16 autocast, as in the loop (auto: on for CUDA only)")
     args = ap.parse_args()
     device = resolve_device(args.device)
-    bf16 = args.bf16 == "on" or (args.bf16 == "auto" and device.type == "cuda")
+    bf16 = uses_bf16(OptimConfig(bf16=args.bf16), device)
     res = {
         "size": args.size, "scale": args.scale, "preset": args.preset,
         "torch": torch.__version__, "threads": torch.get_num_threads(),

@@ -21,7 +21,7 @@ spline); Adam at 1e-4 without plateau decay (the shared loop's schedule); 1500 s
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -156,7 +156,6 @@ class CMSRNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class CMSROptions(LearnedOptions):
-    whole_image_loss: ClassVar[bool] = False  # trains on samples
     iterations: int = 1500
     lr: float = 1e-4
     #: father crop side in LR pixels

@@ -7,7 +7,7 @@ loop (``geosr.optimize``) are declared once here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -33,18 +33,9 @@ class LearnedOptions(MethodOptions):
     average_tail: float = 0.0
     #: "step" (the papers' decay) or "cosine" (to 0 at the last step); see OptimConfig
     lr_schedule: str = "step"
-    #: False for methods that train on samples and predict once at the end (P2P, CMSR):
-    #: they have no per-step prediction to average
-    whole_image_loss: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
-        if self.average_tail and not self.whole_image_loss:
-            from ..errors import OptionError
-
-            raise OptionError(
-                "average_tail needs a method trained on whole images; this one trains on "
-                "samples and predicts once at the end: leave average_tail at 0")
 
     def optim_config(self) -> Any:
         from ..optimize import OptimConfig
@@ -67,8 +58,19 @@ class LearnedMethod(Method):
     deterministic = False
     Options = LearnedOptions
     #: whether one network may be fitted on a whole scene and applied to every tile
-    #: (``--mode scene|hybrid``): true for models trained on the full-image cycle loss
+    #: (``--mode scene|hybrid``), and whether ``average_tail`` applies: true for models
+    #: trained on the full-image cycle loss
     scene_modes: bool = True
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        if self.options.average_tail and not self.scene_modes:
+            from ..errors import OptionError
+
+            raise OptionError(
+                f"bad option for method {self.name!r}: average_tail needs a method trained "
+                "on whole images; this one trains on samples and predicts once at the end: "
+                "leave average_tail at 0")
 
     def build_model(self, guide_channels: int, scale: int) -> Any:
         raise NotImplementedError

@@ -19,7 +19,7 @@ choice: the paper scales them but does not fix the unit for arbitrary sizes).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -96,7 +96,6 @@ class PixTransformNet(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class P2POptions(LearnedOptions):
-    whole_image_loss: ClassVar[bool] = False  # trains on samples
     iterations: int = 32000
     lr: float = 1e-3
     batch: int = 32
