@@ -54,9 +54,11 @@ def test_local_attention__shared_key_value_float32():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_local_attention__fused_kernel_keeps_float32_under_autocast():
-    """Under bf16 autocast (the CUDA default) the fused filter still computes in float32:
-    its result and gradients equal the float32 ones, in the input's dtype."""
+def test_local_attention__fused_kernel_under_autocast_uses_bf16_gemms():
+    """Under bf16 autocast (the CUDA default, ``bf16=on`` on a CPU) the fused filter runs
+    its GEMMs in bf16 and the rest in float32: the result and gradients come back in the
+    input's dtype, differ from float32 by bf16 rounding only, and do differ (so bf16 was
+    used)."""
     g = torch.Generator().manual_seed(3)
     q = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
     kv = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
@@ -67,9 +69,10 @@ def test_local_attention__fused_kernel_keeps_float32_under_autocast():
         out = local_attention(q, kv, kv, 5)
     grads = torch.autograd.grad(out, (q, kv), gout)
     assert out.dtype == torch.float32
-    torch.testing.assert_close(out, ref)
-    for got, want in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(got, want)
+    assert all(gr.dtype == torch.float32 for gr in grads)
+    for got, want in zip((out, *grads), (ref, *ref_grads), strict=True):
+        rel = ((got - want).norm() / want.norm()).item()
+        assert 0 < rel < 2e-2, rel  # bf16 keeps 8 bits of mantissa: ~0.4 % per operand
 
 
 def test_local_attention__even_size_rejected():

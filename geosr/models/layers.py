@@ -131,12 +131,14 @@ _CHUNK_BYTES = 8 * 2**20
 _CHUNK_BLOCKS = 512
 
 
-def _rows(x: torch.Tensor, bi: int, r0: int, r1: int, left: int, right: int) -> torch.Tensor:
-    """Rows ``r0:r1`` of ``x[bi]`` as float32, zero outside the image, columns padded by
+def _rows(
+    x: torch.Tensor, bi: int, r0: int, r1: int, left: int, right: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """Rows ``r0:r1`` of ``x[bi]`` in ``dtype``, zero outside the image, columns padded by
     ``left``/``right`` zeros: ``(C, r1 - r0, left + W + right)``. Only the chunk is copied."""
     h = x.shape[-2]
     a, e = max(0, r0), min(h, r1)
-    return F.pad(x[bi, :, a:e].float(), (left, right, a - r0, r1 - e))
+    return F.pad(x[bi, :, a:e].to(dtype), (left, right, a - r0, r1 - e))
 
 
 class _FusedLocalAttention(torch.autograd.Function):
@@ -145,8 +147,9 @@ class _FusedLocalAttention(torch.autograd.Function):
     Per chunk of block rows: ``S = Q R`` (queries against the key region), gather the
     ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward keeps ``A``
     from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
-    ``dR = dO^T D + Q^T dS`` (key and value gradients together), folded back with
-    ``F.fold``. Runs in float32 even under autocast. No padded copy of a whole feature map
+    ``dR = dO^T D + Q^T dS`` (key and value gradients together), summed back onto
+    the image by :meth:`_fold`. The GEMMs run in float32, or in autocast's dtype (bf16) under autocast;
+softmax, the kept weights and the accumulated outputs and gradients are float32. No padded copy of a whole feature map
     is made: each chunk pads its own rows, and results are written straight into
     ``(B, C, H, W)`` buffers.
     """
@@ -162,27 +165,61 @@ class _FusedLocalAttention(torch.autograd.Function):
             yield y0, min(nh, y0 + rows)
 
     @staticmethod
+    def _buffer(q, nh, nw, c, size, block, dtype):
+        """A zeroed ``(blocks, b^2, R^2)`` buffer for the largest chunk."""
+        n = max(y1 - y0 for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block))
+        region = block + size - 1
+        return q.new_zeros((n * nw, block * block, region * region), dtype=dtype)
+
+    @staticmethod
+    def _fold(gr, nr, nw, c, size, block):
+        """Sum the ``(nr*nw, C, R^2)`` region gradients into ``(C, (nr-1)*b+R, (nw-1)*b+R)``.
+
+        ``F.fold`` would do it, but wants the regions as columns, i.e. a transposed copy
+        of ``gr``; here the ``R x R`` region is cut into ``b x b`` tiles, and tile
+        ``(ty, tx)`` of every block is added to the block ``ty`` rows and ``tx`` columns
+        further on, one strided add per tile offset.
+        """
+        region = block + size - 1
+        t = -(-region // block)
+        acc = gr.new_zeros((c, nr + t - 1, block, nw + t - 1, block), dtype=torch.float32)
+        # sums in float32; one contiguous cast is cheaper than one per strided add
+        g = gr.float().view(nr, nw, c, region, region)
+        for ty in range(t):
+            hs = min(block, region - ty * block)
+            for tx in range(t):
+                ws = min(block, region - tx * block)
+                src = g[:, :, :, ty * block : ty * block + hs, tx * block : tx * block + ws]
+                acc[:, ty : ty + nr, :hs, tx : tx + nw, :ws] += src.permute(2, 0, 3, 1, 4)
+        acc = acc.view(c, (nr + t - 1) * block, (nw + t - 1) * block)
+        return acc[:, : (nr - 1) * block + region, : (nw - 1) * block + region]
+
+    @staticmethod
     def _grid(q, block):
         h, w = q.shape[-2:]
         return h, w, -(-h // block), -(-w // block)
 
     @staticmethod
-    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, attn=None):
+    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, dense, attn=None):
         """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
 
-        With ``attn`` given (backward pass) the scores and softmax are not recomputed.
+        ``dense`` is a zeroed ``(blocks, b^2, R^2)`` buffer reused across chunks: only the
+        ``k^2`` positions of ``idx`` are ever written, the same in every chunk, so the
+        others stay zero and the buffer needs no refill. With ``attn`` given (backward
+        pass) the scores and softmax are not recomputed.
         """
         c, w = q.shape[1], q.shape[-1]
         nr, region, pad = y1 - y0, block + size - 1, size // 2
-        qc = _rows(q, bi, y0 * block, y1 * block, 0, nw * block - w)  # (C, nr*b, nw*b)
+        dt = dense.dtype
+        qc = _rows(q, bi, y0 * block, y1 * block, 0, nw * block - w, dt)  # (C, nr*b, nw*b)
         qc = _FusedLocalAttention._from_image(qc, c, nr, nw, block)
-        rc = _rows(kv, bi, y0 * block - pad, y1 * block + pad, pad, pad + nw * block - w)
+        rc = _rows(kv, bi, y0 * block - pad, y1 * block + pad, pad, pad + nw * block - w, dt)
         rc = rc.unfold(1, region, block).unfold(2, region, block)  # C, nr, nw, R, R
         rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
         ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
         if attn is None:
-            attn = torch.softmax(torch.bmm(qc, rc).gather(2, ix), dim=-1)
-        dense = qc.new_zeros((nr * nw, block * block, region * region)).scatter_(2, ix, attn)
+            attn = torch.softmax(torch.bmm(qc, rc).gather(2, ix), dim=-1, dtype=torch.float32)
+        dense = dense[: nr * nw].scatter_(2, ix, attn.to(dt))
         return qc, rc, attn, dense, ix
 
     @staticmethod
@@ -199,9 +236,13 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, kv, size, block):  # type: ignore[override]
-        # Autocast would run the GEMMs below in bf16/fp16 and hand back half-precision
-        # weights that the float32 buffers cannot take: the kernel does its own precision.
-        with torch.autocast(q.device.type, enabled=False):
+        # The kernel does its own precision: the GEMMs in autocast's dtype when autocast is
+        # on (bf16: 3x faster on a CPU with AVX512-BF16, and the GPU's tensor cores), the
+        # rest in float32. The backward pass runs outside the forward's autocast context,
+        # so the dtype is kept on ``ctx``.
+        dev = q.device.type
+        ctx.dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.float32
+        with torch.autocast(dev, enabled=False):
             return _FusedLocalAttention._forward(ctx, q, kv, size, block)
 
     @staticmethod
@@ -215,10 +256,11 @@ class _FusedLocalAttention(torch.autograd.Function):
         # up front: chunk-sized pieces kept between short-lived temporaries would leave
         # holes in the heap that no feature map fits, and the resident peak would creep.
         attn_all = q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
+        buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
                 _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
-                    q, kv, bi, y0, y1, nw, size, block, idx
+                    q, kv, bi, y0, y1, nw, size, block, idx, buf
                 )
                 attn_all[bi, y0 * nw : y1 * nw] = attn
                 o = _FusedLocalAttention._to_image(
@@ -241,21 +283,24 @@ class _FusedLocalAttention(torch.autograd.Function):
         size, block = ctx.size, ctx.block
         bsz, c = q.shape[:2]
         h, w, nh, nw = _FusedLocalAttention._grid(q, block)
-        pad, region = size // 2, block + size - 1
+        pad = size // 2
         idx = _index_on(size, block, q.device)
         gq = q.new_empty((bsz, c, h, w), dtype=torch.float32)
         gkv = q.new_zeros((bsz, c, h, w), dtype=torch.float32)
+        buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
+        gbuf = torch.zeros_like(buf)
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
                 nr = y1 - y0
                 qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
-                    q, kv, bi, y0, y1, nw, size, block, idx, attn_all[bi, y0 * nw : y1 * nw]
+                    q, kv, bi, y0, y1, nw, size, block, idx, buf,
+                    attn_all[bi, y0 * nw : y1 * nw],
                 )
-                go = _rows(grad_out, bi, y0 * block, y1 * block, 0, nw * block - w)
+                go = _rows(grad_out, bi, y0 * block, y1 * block, 0, nw * block - w, ctx.dtype)
                 go = _FusedLocalAttention._from_image(go, c, nr, nw, block)
-                ga = torch.bmm(go, rc).gather(2, ix)  # dA
+                ga = torch.bmm(go, rc).gather(2, ix).float()  # dA
                 gl = attn * (ga - (attn * ga).sum(-1, keepdim=True))  # dL (softmax)
-                gs = torch.zeros_like(dense).scatter_(2, ix, gl)  # dS
+                gs = gbuf[: nr * nw].scatter_(2, ix, gl.to(ctx.dtype))  # dS (see _chunk)
                 gqc = _FusedLocalAttention._to_image(
                     torch.bmm(gs, rc.transpose(1, 2)), c, nr, nw, block
                 )
@@ -263,12 +308,8 @@ class _FusedLocalAttention(torch.autograd.Function):
                 gq[bi, :, y0 * block : e] = gqc[:, : e - y0 * block, :w]
                 # dR = dO^T D + Q^T dS (key and value gradients of the shared features).
                 gr = torch.bmm(go.transpose(1, 2), dense).baddbmm_(qc.transpose(1, 2), gs)
-                folded = F.fold(
-                    gr.reshape(nr * nw, c * region * region).t().unsqueeze(0),
-                    output_size=(nr * block + size - 1, nw * block + size - 1),
-                    kernel_size=region,
-                    stride=block,
-                )[0]  # rows from y0*b - pad, columns from -pad
+                # rows from y0*b - pad, columns from -pad
+                folded = _FusedLocalAttention._fold(gr, nr, nw, c, size, block)
                 r0 = y0 * block - pad
                 a, e = max(0, r0), min(h, r0 + nr * block + size - 1)
                 gkv[bi, :, a:e] += folded[:, a - r0 : e - r0, pad : pad + w]
