@@ -146,11 +146,13 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     Per chunk of block rows: ``S = Q R`` (queries against the key region), gather the
     ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward keeps ``A``
-    from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
-    ``dR = dO^T D + Q^T dS`` (key and value gradients together), summed back onto
-    the image by :meth:`_fold`. The GEMMs run in float32, or in autocast's dtype (bf16) under autocast;
-softmax, the kept weights and the accumulated outputs and gradients are float32. No padded copy of a whole feature map
-    is made: each chunk pads its own rows, and results are written straight into
+    from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``,
+    ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and ``dR = dO^T D + Q^T dS`` (key and
+    value gradients together), summed back onto the image by :meth:`_fold`. The GEMMs run
+    in float32, or in autocast's dtype (bf16) under autocast; the softmax, the kept
+    weights and the accumulated outputs and gradients are float32. No padded copy of a
+    whole feature map is made: each chunk pads its own rows, and results are written
+    straight into
     ``(B, C, H, W)`` buffers.
     """
 
