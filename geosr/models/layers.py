@@ -152,8 +152,7 @@ class _FusedLocalAttention(torch.autograd.Function):
     in float32, or in autocast's dtype (bf16) under autocast; the softmax, the kept
     weights and the accumulated outputs and gradients are float32. No padded copy of a
     whole feature map is made: each chunk pads its own rows, and results are written
-    straight into
-    ``(B, C, H, W)`` buffers.
+    straight into ``(B, C, H, W)`` buffers.
     """
 
     @staticmethod
