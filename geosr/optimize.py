@@ -51,7 +51,10 @@ class OptimConfig:
     #: stop when the loss has not improved by ``early_stop_tol`` (relative) for this many steps
     early_stop: int | None = None
     early_stop_tol: float = 1e-3
-    #: bf16 autocast: "auto" = on CUDA only; "on"/"off" force it (CPU bf16 needs AVX512-BF16)
+    #: bf16 autocast: "auto" = on CUDA and on CPUs that compute bf16 natively
+    #: (AVX512-BF16 or AMX: :func:`cpu_has_bf16`); "on"/"off" force it. On such a CPU it
+    #: halves the memory of a step and makes it ~1.4x faster at the same RMSE (README,
+    #: "bf16 on the CPU"); elsewhere the CPU would emulate it, slowly
     bf16: str = "auto"
     #: run the training steps through ``torch.compile`` (inductor); needs a C++ compiler on
     #: CPU. The first steps pay the compilation (tens of seconds).
@@ -102,9 +105,33 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The feature flags of the first processor listed in a Linux ``/proc/cpuinfo`` text."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (x86 AVX512-BF16 or AMX-BF16; Linux only).
+
+    Elsewhere, and on CPUs without it, oneDNN would emulate bf16 at a loss of speed.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return bool(cpu_flags(f.read()) & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        return False
+
+
 def uses_bf16(cfg: OptimConfig, device: torch.device) -> bool:
-    """Whether the loop runs under bf16 autocast (``cfg.bf16``: auto = on CUDA only)."""
-    return cfg.bf16 == "on" or (cfg.bf16 == "auto" and device.type == "cuda")
+    """Whether the loop runs under bf16 autocast (``cfg.bf16``; see :class:`OptimConfig`)."""
+    if cfg.bf16 != "auto":
+        return cfg.bf16 == "on"
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
 @functools.lru_cache(maxsize=1)

@@ -25,12 +25,13 @@ def _pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
 @needs_compiler
 def test_compile__same_prediction_as_eager(rng: np.random.Generator) -> None:
     lr, guide = _pair(rng)
-    # CPU: the float32 path (CUDA would run bf16 autocast, whose rounding differs by
-    # kernel). A tiny learning rate: Adam's first steps move every weight by about ``lr``
+    # CPU, float32 (bf16 autocast, the default on CUDA and on CPUs with AVX512-BF16,
+    # rounds differently by kernel). A tiny learning rate: Adam's first steps move every weight by about ``lr``
     # whatever the gradient's size, so a rounding-level gradient difference near zero can
     # flip a step and, at a normal rate, change the fit by more than any fixed tolerance
     # (seen with 16 threads). Forward and backward still run through the compiled graph.
-    kw = {"iterations": 3, "preset": "dem", "width": 16, "device": "cpu", "lr": 1e-7}
+    kw = {"iterations": 3, "preset": "dem", "width": 16, "device": "cpu", "bf16": "off",
+          "lr": 1e-7}
     eager = geosr.get_method("mmsr", **kw)(lr, guide, 4)
     compiled = geosr.get_method("mmsr", compile=True, **kw)(lr, guide, 4)
     assert not np.array_equal(eager, geosr.super_resolve(lr, guide, 4, method="bicubic"))

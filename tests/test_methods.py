@@ -92,6 +92,36 @@ def test_method__mask_respected(name, tiny_pair):
     assert np.abs(pooled[2:4, 3:5]).max() < 25
 
 
+def test_optimizer__cpu_flags_from_proc_cpuinfo():
+    from geosr.optimize import cpu_flags
+
+    text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16\n\n"
+    text += "processor\t: 1\nflags\t\t: fpu\n"
+    assert cpu_flags(text) == {"fpu", "avx512f", "avx512_bf16"}  # the first processor's
+    assert cpu_flags("processor : 0\nFeatures : fp asimd\n") == set()  # no x86 flags line
+
+
+@pytest.mark.parametrize(
+    "setting,device,native,want",
+    [
+        ("auto", "cuda", False, True),
+        ("auto", "cpu", True, True),  # a CPU with AVX512-BF16 or AMX
+        ("auto", "cpu", False, False),  # would be emulated: slower
+        ("off", "cpu", True, False),
+        ("off", "cuda", False, False),
+        ("on", "cpu", False, True),
+    ],
+)
+def test_optimizer__bf16_auto_follows_the_hardware(setting, device, native, want, monkeypatch):
+    import torch
+
+    from geosr import optimize
+
+    monkeypatch.setattr(optimize, "cpu_has_bf16", lambda: native)
+    cfg = optimize.OptimConfig(bf16=setting)
+    assert optimize.uses_bf16(cfg, torch.device(device)) is want
+
+
 @pytest.mark.parametrize("name", ["mmsr", "robself-re"])
 def test_learned__average_tail_is_the_mean_of_the_last_predictions(name, tiny_pair):
     """``average_tail=0.5`` over 8 steps returns the mean of the predictions after steps 5,

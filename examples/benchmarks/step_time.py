@@ -11,9 +11,12 @@ the same inputs, so their ratios are comparable. Prints JSON; peak RSS is sample
 Each step is also split into forward (with the loss), backward and optimiser (Adam) time;
 ``filter_share`` is ``1 - floor/step`` for the variants that have a filter-free floor.
 A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, and/or
-``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more).
+``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more), and
+``+bf16`` or ``+fp32`` to run it with or without bf16 autocast whatever ``--bf16`` says
+(``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``).
 ``--device cuda`` times on the GPU (synchronising around each phase) under the same
-bf16 autocast as the online loop (``--bf16 auto``: on for CUDA, off for CPU).
+bf16 autocast as the online loop (``--bf16 auto``: on for CUDA and for CPUs with AVX512-BF16
+or AMX, off elsewhere).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ def time_steps(
 ):
     base, *flags = variant.split("+")
     cl, compiled = "cl" in flags, "compile" in flags
+    bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16
     net = build(base, scale, preset).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     g = torch.Generator().manual_seed(0)
@@ -93,6 +97,7 @@ def time_steps(
     med = np.median(np.array(parts), axis=0)
     return {
         "variant": variant,
+        "bf16": bf16,
         "params": params,
         "seconds_per_step_median": float(np.median(times)),
         "seconds_per_step": times,
@@ -113,7 +118,7 @@ def main() -> None:
     ap.add_argument("--variants", default="mmsr,mmsr:none,mmsr:unfold")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
-                    help="bf16 autocast, as in the loop (auto: on for CUDA only)")
+                    help="bf16 autocast, as in the loop (auto: CUDA, and CPUs with bf16)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     bf16 = uses_bf16(OptimConfig(bf16=args.bf16), device)
