@@ -18,12 +18,15 @@ import torch
 
 from geosr.models.layers import local_attention
 
+BF16 = False  # --bf16: run under bf16 autocast, as the loop does by default where it pays
+
 
 def once(q, kv, size: int, block: int) -> tuple[float, float]:
     t0 = time.perf_counter()
-    out = local_attention(q, kv, kv, size, block=block)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=BF16):
+        out = local_attention(q, kv, kv, size, block=block)
     t1 = time.perf_counter()
-    out.sum().backward()
+    out.backward(torch.ones_like(out))
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -48,12 +51,17 @@ def main() -> None:
     ap.add_argument("--blocks", default="4,6,8,10,12,16")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast, with bf16 features (as the network hands them over)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    global BF16
+    BF16 = a.bf16
     torch.manual_seed(0)
     shape = (1, a.channels, a.size, a.size)
-    q = torch.randn(shape, requires_grad=True)
-    kv = torch.randn(shape, requires_grad=True)
+    dtype = torch.bfloat16 if a.bf16 else torch.float32
+    q = torch.randn(shape).to(dtype).requires_grad_()
+    kv = torch.randn(shape).to(dtype).requires_grad_()
     rows, shares = [], {}
     for k in (int(v) for v in a.kernels.split(",")):
         for b in (int(v) for v in a.blocks.split(",")):
@@ -66,6 +74,7 @@ def main() -> None:
             shares[k] = profile(q, kv, k, 8)
             print(json.dumps({"kernel": k, "block": 8, "self_time_share": shares[k]}), flush=True)
     result = {"size": a.size, "channels": a.channels, "threads": torch.get_num_threads(),
+              "bf16": a.bf16,
               "torch": torch.__version__, "rows": rows, "profile_block8": shares}
     if a.json:
         with open(a.json, "w") as f:
