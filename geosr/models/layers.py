@@ -238,7 +238,7 @@ class _FusedLocalAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, kv, size, block):  # type: ignore[override]
         # The kernel does its own precision: the GEMMs in autocast's dtype when autocast is
-        # on (bf16: 3x faster on a CPU with AVX512-BF16, and the GPU's tensor cores), the
+        # on (bf16: far faster on a CPU with AVX512-BF16, and on the GPU's tensor cores), the
         # rest in float32. The backward pass runs outside the forward's autocast context,
         # so the dtype is kept on ``ctx``.
         dev = q.device.type
