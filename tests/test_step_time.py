@@ -18,7 +18,7 @@ def test_step_time__precision_flags_pair_each_variant_with_its_floor() -> None:
     res = json.loads(r.stdout)
     assert [x["bf16"] for x in res["results"]] == [False, False, True, True]
     assert set(res["ratio_to_floor"]) == {"mmsr", "mmsr+bf16"}
+    by = {x["variant"]: x["seconds_per_step_median"] for x in res["results"]}
     for name in ("mmsr", "mmsr+bf16"):
-        by = {x["variant"]: x["seconds_per_step_median"] for x in res["results"]}
         floor = by[name.replace("mmsr", "mmsr:none")]
         assert res["ratio_to_floor"][name] == round(by[name] / floor, 3)

@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 import torch
+from _one_pair import emit, method_options, prepared
 
-from geosr.evaluate import degrade, load_pairs, metrics
+from geosr.evaluate import load_pairs, metrics
 from geosr.models import get_method
-from geosr.normalize import BandStats, prepare_guide, prepare_lr
 
 
 def crops(x, guide, valid, scale: int, size: int, seed: int):
@@ -53,21 +53,14 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
     ap.add_argument("--json")
     a = ap.parse_args()
-    opts = {}
-    for item in a.set:
-        k, _, v = item.partition("=")
-        opts[k] = v
+    opts = method_options(a.set)
     method = get_method(a.method, **opts)
     pairs = load_pairs(a.data)
     if a.pairs:
         pairs = [p for p in pairs if p.name in a.pairs.split(",")]
     rows = []
     for pair in pairs:
-        hr, lr = degrade(pair.target, a.scale)
-        guide = pair.guide[:, : hr.shape[0], : hr.shape[1]]
-        g = prepare_guide(guide, BandStats.from_array(guide))
-        stats = BandStats.from_array(lr[None])
-        x, valid = prepare_lr(lr[None], stats)
+        hr, lr, x, g, valid, stats = prepared(pair, a.scale)
         t0 = time.perf_counter()
         state, info = method.fit_scene(crops(x, g, valid, a.scale, a.crop, a.seed),
                                        g.shape[0], a.scale, iterations=a.iterations)
@@ -83,11 +76,7 @@ def main() -> None:
     res = {"method": a.method, "options": opts, "scale": a.scale, "crop": a.crop,
            "iterations": a.iterations, "threads": torch.get_num_threads(), "rows": rows,
            "mean_rmse": float(np.mean([r["rmse"] for r in rows]))}
-    text = json.dumps(res, indent=2)
-    if a.json:
-        with open(a.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(res, a.json)
 
 
 if __name__ == "__main__":

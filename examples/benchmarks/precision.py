@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _one_pair import emit
+
 import geosr
 from geosr.evaluate import center_crop, degrade, load_pairs, metrics
 from geosr.optimize import cpu_has_bf16
@@ -114,10 +116,7 @@ def main() -> None:
         a.repeats = 1 if a.part == "example" else 2
     res = {"part": a.part, "cpu_has_bf16": cpu_has_bf16(), "machine": platform.machine(),
            **(example(a) if a.part == "example" else methods(a))}
-    text = json.dumps(res, indent=2)
-    print(text)
-    if a.json:
-        Path(a.json).write_text(text + "\n")
+    emit(res, a.json)
 
 
 if __name__ == "__main__":

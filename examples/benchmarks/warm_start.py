@@ -21,21 +21,12 @@ import time
 
 import numpy as np
 import torch
+from _one_pair import emit, method_options, prepared
 
-from geosr.evaluate import degrade, load_pairs, metrics
+from geosr.evaluate import load_pairs, metrics
 from geosr.models import get_method
 from geosr.models.learned import dump_state
-from geosr.normalize import BandStats, prepare_guide, prepare_lr
 from geosr.optimize import fit, seeded
-
-
-def prepared(pair, scale: int):
-    hr, lr = degrade(pair.target, scale)
-    guide = pair.guide[:, : hr.shape[0], : hr.shape[1]]
-    g = prepare_guide(guide, BandStats.from_array(guide))
-    stats = BandStats.from_array(lr[None])
-    x, valid = prepare_lr(lr[None], stats)
-    return hr, x, g, valid, stats
 
 
 def main() -> None:
@@ -51,12 +42,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE")
     ap.add_argument("--json")
     a = ap.parse_args()
-    opts = dict(item.partition("=")[::2] for item in a.set)
+    opts = method_options(a.set)
     pairs = {p.name: p for p in load_pairs(a.data)}
     snaps = [int(s) for s in a.snapshots.split(",") if s]
 
     src = get_method(a.method, iterations=a.source_iterations, **opts)
-    hr, x, g, valid, stats = prepared(pairs[a.source], a.scale)
+    hr, _, x, g, valid, stats = prepared(pairs[a.source], a.scale)
     cfg = src.optim_config()
     t0 = time.perf_counter()
     with seeded(cfg.seed):
@@ -71,7 +62,7 @@ def main() -> None:
     target = get_method(a.method, iterations=a.iterations, **opts)
     rows = []
     for name in a.pairs.split(","):
-        hr, x, g, valid, stats = prepared(pairs[name], a.scale)
+        hr, _, x, g, valid, stats = prepared(pairs[name], a.scale)
         bic = get_method("bicubic")(x, g, a.scale)
         row = {"pair": name, "bicubic": metrics(stats.invert(bic)[0], hr)["rmse"]}
         for start, init in (("warm", state), ("cold", None)):
@@ -88,11 +79,7 @@ def main() -> None:
            "iterations": a.iterations, "threads": torch.get_num_threads(), "rows": rows}
     for start in ("warm", "cold"):
         out[f"mean_{start}"] = float(np.mean([r[start]["rmse"][a.iterations] for r in rows]))
-    text = json.dumps(out, indent=2)
-    if a.json:
-        with open(a.json, "w") as f:
-            f.write(text + "\n")
-    print(text)
+    emit(out, a.json)
 
 
 if __name__ == "__main__":

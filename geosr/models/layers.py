@@ -167,9 +167,9 @@ class _FusedLocalAttention(torch.autograd.Function):
 
     @staticmethod
     def _buffer(q, nh, nw, c, size, block, dtype):
-        """A zeroed ``(blocks, b^2, R^2)`` buffer for the largest chunk."""
-        n = max(y1 - y0 for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block))
-        region = block + size - 1
+        """A zeroed ``(blocks, b^2, R^2)`` buffer for the largest chunk (the first)."""
+        y0, y1 = next(_FusedLocalAttention._chunks(nh, nw, c, size, block))
+        n, region = y1 - y0, block + size - 1
         return q.new_zeros((n * nw, block * block, region * region), dtype=dtype)
 
     @staticmethod
