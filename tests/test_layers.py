@@ -7,6 +7,14 @@ import torch
 
 from geosr.models.layers import local_attention, local_attention_unfold
 
+#: the fused kernel's device paths: CUDA runs where a GPU is present (skipped, and said so,
+#: on the CPU-only CI machine)
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="no CUDA device on this machine")),
+]
+
 
 @pytest.mark.parametrize(
     "size,shape,block,cv",
@@ -38,12 +46,13 @@ def test_local_attention__matches_unfold_oracle(size, shape, block, cv):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_local_attention__shared_key_value_float32():
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_attention__shared_key_value_float32(device):
     """MMSR passes the same tensor as key and value; float32 at the 1e-5 tolerance."""
     g = torch.Generator().manual_seed(7)
-    q = torch.randn(1, 16, 19, 21, generator=g, requires_grad=True)
-    kv = torch.randn(1, 16, 19, 21, generator=g, requires_grad=True)
-    gout = torch.randn(1, 16, 19, 21, generator=g)
+    q, kv, gout = (torch.randn(1, 16, 19, 21, generator=g).to(device) for _ in range(3))
+    q.requires_grad_(True)
+    kv.requires_grad_(True)
     ref = local_attention_unfold(q * 0.2, kv, kv, 5)
     out = local_attention(q * 0.2, kv, kv, 5)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
@@ -54,18 +63,19 @@ def test_local_attention__shared_key_value_float32():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
-def test_local_attention__fused_kernel_under_autocast_uses_bf16_gemms():
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_attention__fused_kernel_under_autocast_uses_bf16_gemms(device):
     """Under bf16 autocast (the CUDA default, ``bf16=on`` on a CPU) the fused filter runs
     its GEMMs in bf16 and the rest in float32: the result and gradients come back in the
     input's dtype, differ from float32 by bf16 rounding only, and do differ (so bf16 was
     used)."""
     g = torch.Generator().manual_seed(3)
-    q = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
-    kv = torch.randn(1, 8, 13, 17, generator=g, requires_grad=True)
-    gout = torch.randn(1, 8, 13, 17, generator=g)
+    q, kv, gout = (torch.randn(1, 8, 13, 17, generator=g).to(device) for _ in range(3))
+    q.requires_grad_(True)
+    kv.requires_grad_(True)
     ref = local_attention(q, kv, kv, 5)
     ref_grads = torch.autograd.grad(ref, (q, kv), gout)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         out = local_attention(q, kv, kv, 5)
     grads = torch.autograd.grad(out, (q, kv), gout)
     assert out.dtype == torch.float32
@@ -92,14 +102,17 @@ def test_local_attention__even_size_rejected():
         (5, (1, 3, 70, 9), 2),  # many block rows: several chunks of the fused kernel
     ],
 )
-def test_local_attention__fused_shared_kv_matches_oracle(size, shape, block, monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_local_attention__fused_shared_kv_matches_oracle(size, shape, block, device, monkeypatch):
     from geosr.models import layers
 
     monkeypatch.setattr(layers, "_CHUNK_BLOCKS", 8)  # force several chunks
+    monkeypatch.setattr(layers, "_CUDA_CHUNK_BLOCKS", 8)
     g = torch.Generator().manual_seed(size * 10 + shape[-2])
-    q = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-    kv = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
-    gout = torch.randn(*shape, generator=g, dtype=torch.float64)
+    q, kv, gout = (
+        torch.randn(*shape, generator=g, dtype=torch.float64).to(device) for _ in range(3))
+    q.requires_grad_(True)
+    kv.requires_grad_(True)
     ref = local_attention_unfold(q, kv, kv, size)
     out = local_attention(q, kv, kv, size, block=block)
     torch.testing.assert_close(out, ref.float(), atol=1e-5, rtol=0, check_dtype=False)

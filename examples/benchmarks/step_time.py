@@ -13,7 +13,8 @@ Each step is also split into forward (with the loss), backward and optimiser (Ad
 A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, and/or
 ``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more), and
 ``+bf16`` or ``+fp32`` to run it with or without bf16 autocast whatever ``--bf16`` says
-(``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``).
+(``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``); ``+cpuchunks`` runs the
+fused filter with the CPU's chunk limits on CUDA too (to compare with CUDA's larger ones).
 ``--device cuda`` times on the GPU (synchronising around each phase) under the same
 bf16 autocast as the online loop (``--bf16 auto``: on for CUDA and for CPUs with AVX512-BF16
 or AMX, off elsewhere).
@@ -52,6 +53,19 @@ def time_steps(
     device: torch.device, bf16: bool,
 ):
     base, *flags = variant.split("+")
+    if "cpuchunks" in flags:
+        from geosr.models import layers
+
+        saved = layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES
+        layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES = (
+            layers._CHUNK_BLOCKS, layers._CHUNK_BYTES)
+        try:
+            rest = "+".join(f for f in flags if f != "cpuchunks")
+            res = time_steps("+".join(filter(None, (base, rest))), size, scale, preset,
+                             steps, warmup, device, bf16)
+        finally:
+            layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES = saved
+        return {**res, "variant": variant}
     cl, compiled = "cl" in flags, "compile" in flags
     bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16
     net = build(base, scale, preset).to(device)

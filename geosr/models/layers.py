@@ -129,6 +129,11 @@ def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
 _CHUNK_BYTES = 8 * 2**20
 #: upper bound on the blocks of one chunk (tests lower it to force several chunks)
 _CHUNK_BLOCKS = 512
+#: the same two limits on CUDA. The caching allocator has no glibc holes to fit into, and
+#: a small network's step is bound by kernel launches there, so chunks are made larger:
+#: fewer, bigger GEMMs (examples/benchmarks/gpu/step_time_320_x4_h100_chunks.json)
+_CUDA_CHUNK_BYTES = 64 * 2**20
+_CUDA_CHUNK_BLOCKS = 4096
 
 
 def _rows(
@@ -156,11 +161,13 @@ class _FusedLocalAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def _chunks(nh: int, nw: int, c: int, size: int, block: int):
+    def _chunks(nh: int, nw: int, c: int, size: int, block: int, cuda: bool):
         region = block + size - 1
         # bytes per block of the largest chunk buffers: D and dS (b^2 x R^2), R and dR (C x R^2)
         per_block = 4 * region * region * max(block * block, c)
-        limit = max(1, min(_CHUNK_BLOCKS, _CHUNK_BYTES // per_block))
+        blocks, nbytes = ((_CUDA_CHUNK_BLOCKS, _CUDA_CHUNK_BYTES) if cuda
+                          else (_CHUNK_BLOCKS, _CHUNK_BYTES))
+        limit = max(1, min(blocks, nbytes // per_block))
         rows = max(1, limit // nw)
         for y0 in range(0, nh, rows):
             yield y0, min(nh, y0 + rows)
@@ -168,7 +175,7 @@ class _FusedLocalAttention(torch.autograd.Function):
     @staticmethod
     def _buffer(q, nh, nw, c, size, block, dtype):
         """A zeroed ``(blocks, b^2, R^2)`` buffer for the largest chunk (the first)."""
-        y0, y1 = next(_FusedLocalAttention._chunks(nh, nw, c, size, block))
+        y0, y1 = next(_FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda))
         n, region = y1 - y0, block + size - 1
         return q.new_zeros((n * nw, block * block, region * region), dtype=dtype)
 
@@ -259,7 +266,7 @@ class _FusedLocalAttention(torch.autograd.Function):
         attn_all = q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         for bi in range(bsz):
-            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
                 _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
                     q, kv, bi, y0, y1, nw, size, block, idx, buf
                 )
@@ -291,7 +298,7 @@ class _FusedLocalAttention(torch.autograd.Function):
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         gbuf = torch.zeros_like(buf)
         for bi in range(bsz):
-            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block):
+            for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
                 nr = y1 - y0
                 qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
                     q, kv, bi, y0, y1, nw, size, block, idx, buf,
