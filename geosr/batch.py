@@ -67,6 +67,7 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "scene_iterations": int,
     "scene_crop": int,
     "hybrid_iterations": int,
+    "network": str,  # a network file, relative to the manifest's folder
 }
 STATUS_DIR = "scenes"
 REPORT = "report.json"
@@ -114,7 +115,7 @@ def _scene(rec: dict[str, Any], base: Path, where: str, output_dir: Path | None)
                 f"{', '.join(SCENE_KEYS)}"
             )
         try:
-            settings[k] = SCENE_KEYS[k](v)
+            settings[k] = _resolve(base, str(v)) if k == "network" else SCENE_KEYS[k](v)
         except (TypeError, ValueError) as exc:
             raise OptionError(f"{where}: bad value {v!r} for {k!r} ({exc})") from exc
     out = _resolve(base, str(rec["output"]))
@@ -261,6 +262,7 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
         "scene": SceneConfig(
             mode=s.get("mode") or "tile", iterations=s.get("scene_iterations"),
             crop=s.get("scene_crop") or 48, hybrid_iterations=s.get("hybrid_iterations") or 100,
+            network=s.get("network"),
         ),
     }
 

@@ -245,6 +245,8 @@ class Plan:
         d = self.to_dict()
         d["tiling"].pop("workers", None)  # tiles do not depend on how many run at once
         d["files"] = [stamp(self.lr.path), stamp(self.guide.path)]
+        if self.scene.network is not None:  # tiles depend on the network file they start from
+            d["files"].append(stamp(self.scene.network))
         d["version"] = __version__
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -807,15 +809,26 @@ def write_mosaic(
 def scene_network(
     plan: Plan, store: Any, *, progress: Callable[[int, int, float], None] | None = None
 ) -> tuple[Plan, dict[str, Any]]:
-    """The plan with its scene network: reused from the tile store (a resumed run) or
-    fitted now and stored there."""
+    """The plan with its scene network: reused from the tile store (a resumed run), taken
+    from the network file ``plan.scene.network`` (fitted further when
+    ``plan.scene.iterations`` is given), or fitted now; stored in the tile store."""
     from .scene import fit_scene
 
     key = "scene-model"
     if store.has(key):
         state = bytes(np.asarray(store.get(key)))
         return dataclasses.replace(plan, scene_state=state), {"reused": True}
-    plan, summary = fit_scene(plan, plan.scene, progress=progress)
+    init = None
+    if plan.scene.network is not None:
+        from .netfile import load_network
+
+        init = load_network(plan.scene.network, plan)
+    if init is not None and plan.scene.iterations is None:
+        plan, summary = dataclasses.replace(plan, scene_state=init), {"steps": 0}
+    else:
+        plan, summary = fit_scene(plan, plan.scene, progress=progress, init_state=init)
+    if init is not None:
+        summary["network"] = plan.scene.network
     assert plan.scene_state is not None
     store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
     return plan, summary
@@ -843,6 +856,7 @@ def run(
     mode: str = "tile",
     scene: SceneConfig | None = None,
     scene_progress: Callable[[int, int, float], None] | None = None,
+    save_network: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Super-resolve a georeferenced LR raster with a guide raster into ``out_path``.
 
@@ -856,7 +870,9 @@ def run(
     (nothing is done unless ``output.overwrite``). ``stac``: also write a STAC item next to
     the output (:func:`geosr.stac.item_path`). ``mode``: ``tile`` (a network per tile, the
     papers' protocol), ``scene`` or ``hybrid`` (:mod:`geosr.scene`; ``scene`` gives its
-    settings, ``scene_progress(step, total, loss)`` follows its fit).
+    settings, ``scene_progress(step, total, loss)`` follows its fit). ``save_network``:
+    also write the scene network to this file (:mod:`geosr.netfile`; scene and hybrid
+    modes), for ``scene.network`` of later runs.
     """
     from .io import check_output_path, remove_stale_temps, temp_path, to_cog
     from .store import TileStore, store_path
@@ -891,6 +907,14 @@ def run(
     out = check_output_path(
         out_path, overwrite=output.overwrite, inputs=(str(lr_path), str(guide_path))
     )
+    if save_network is not None:
+        from .netfile import check_network_path
+
+        if scene.mode == "tile":
+            raise OptionError(
+                "--save-network needs --mode scene or hybrid: tile mode fits a network per "
+                "tile and has no scene network to save")
+        check_network_path(save_network, overwrite=output.overwrite)
     plan = make_plan(
         lr_path,
         guide_path,
@@ -904,6 +928,10 @@ def run(
         guide_resampling=guide_resampling,
         scene=scene,
     )
+    if plan.scene.network is not None:  # a bad network file fails before any work
+        from .netfile import load_network
+
+        load_network(plan.scene.network, plan)
     timings["plan"] = time.perf_counter() - t0
     t = time.perf_counter()
     stage("stats")
@@ -921,6 +949,12 @@ def run(
             stage("scene")
             plan, scene_summary = scene_network(plan, store, progress=scene_progress)
             timings["scene"] = time.perf_counter() - t
+            if save_network is not None:
+                from .netfile import save_network as write_network
+
+                assert plan.scene_state is not None
+                write_network(save_network, plan, plan.scene_state, scene_summary)
+                scene_summary = {**scene_summary, "saved_to": str(save_network)}
         t = time.perf_counter()
         stage("tiles")
         counts = run_tiles(plan, str(store.path), progress=progress, client=client)

@@ -48,7 +48,9 @@ class SceneConfig:
     distinct crops are read (steps cycle through them in a shuffled order; more crops
     cover more of the scene but cost more reads). ``min_valid``: a crop needs at least
     this fraction of valid LR pixels. ``hybrid_iterations``: per-tile fine-tune steps of
-    the ``hybrid`` mode.
+    the ``hybrid`` mode. ``network``: a network file (:mod:`geosr.netfile`) to start from
+    instead of a fresh network: it is used as is, or, when ``iterations`` is given, fitted
+    further on this scene for that many steps.
     """
 
     mode: str = "tile"
@@ -57,10 +59,15 @@ class SceneConfig:
     pool: int = 128
     min_valid: float = 0.5
     hybrid_iterations: int = 100
+    network: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OptionError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
+        if self.network is not None and self.mode == "tile":
+            raise OptionError(
+                "--network needs --mode scene (apply it to every tile) or --mode hybrid "
+                "(fine-tune it per tile); tile mode fits a fresh network per tile")
         if self.iterations is not None and self.iterations < 1:
             raise OptionError(f"scene iterations must be >= 1, got {self.iterations}")
         if self.crop < 4:
@@ -76,6 +83,8 @@ class SceneConfig:
         d = dataclasses.asdict(self)
         if self.mode != "hybrid":
             d.pop("hybrid_iterations")
+        if self.network is None:
+            d.pop("network")
         return d if self.mode != "tile" else {"mode": "tile"}
 
 
@@ -137,8 +146,10 @@ def fit_scene(
     cfg: SceneConfig,
     *,
     progress: Callable[[int, int, float], None] | None = None,
+    init_state: bytes | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
-    """Fit the scene network; returns the plan carrying its weights, and a summary."""
+    """Fit the scene network (from ``init_state`` when given, e.g. a network file's
+    weights); returns the plan carrying its weights, and a summary."""
     from .models import get_method
 
     check_mode(plan.method, cfg.mode)
@@ -157,7 +168,8 @@ def fit_scene(
 
     channels = crops[0][1].shape[0]
     state, summary = method.fit_scene(
-        draw, channels, plan.scale, iterations=cfg.iterations, progress=progress
+        draw, channels, plan.scale, iterations=cfg.iterations, progress=progress,
+        init_state=init_state,
     )
     summary.update(crops=len(crops), crop_lr_px=crops[0][0].shape[-1],
                    read_seconds=round(t_read, 3))

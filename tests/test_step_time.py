@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "step_time.py"
 
 
@@ -22,3 +24,27 @@ def test_step_time__precision_flags_pair_each_variant_with_its_floor() -> None:
     for name in ("mmsr", "mmsr+bf16"):
         floor = by[name.replace("mmsr", "mmsr:none")]
         assert res["ratio_to_floor"][name] == round(by[name] / floor, 3)
+
+
+def test_step_time__chunk_flags_set_the_limits_for_the_variant_only(monkeypatch) -> None:
+    """``+cudachunks`` times the CPU with CUDA's chunk limits, then puts the CPU's back."""
+    import importlib.util
+
+    from geosr.models import layers
+
+    spec = importlib.util.spec_from_file_location("step_time", SCRIPT)
+    step_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_time)
+    seen = []
+    chunks = layers._FusedLocalAttention._chunks
+
+    def spy(*args):
+        seen.append((layers._CHUNK_BYTES, layers._CHUNK_BLOCKS))
+        return chunks(*args)
+
+    monkeypatch.setattr(layers._FusedLocalAttention, "_chunks", staticmethod(spy))
+    before = (layers._CHUNK_BYTES, layers._CHUNK_BLOCKS)
+    res = step_time.time_steps("mmsr+cudachunks", 32, 4, None, 1, 0, torch.device("cpu"), False)
+    assert res["variant"] == "mmsr+cudachunks"
+    assert seen and set(seen) == {(layers._CUDA_CHUNK_BYTES, layers._CUDA_CHUNK_BLOCKS)}
+    assert (layers._CHUNK_BYTES, layers._CHUNK_BLOCKS) == before

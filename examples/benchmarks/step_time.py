@@ -14,7 +14,8 @@ A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, an
 ``+compile`` to run it through ``torch.compile`` (use ``--warmup 2`` or more), and
 ``+bf16`` or ``+fp32`` to run it with or without bf16 autocast whatever ``--bf16`` says
 (``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``); ``+cpuchunks`` runs the
-fused filter with the CPU's chunk limits on CUDA too (to compare with CUDA's larger ones).
+fused filter with the CPU's chunk limits on either device, ``+cudachunks`` with CUDA's
+larger ones (to compare the two).
 ``--device cuda`` times on the GPU (synchronising around each phase) under the same
 bf16 autocast as the online loop (``--bf16 auto``: on for CUDA and for CPUs with AVX512-BF16
 or AMX, off elsewhere).
@@ -53,18 +54,22 @@ def time_steps(
     device: torch.device, bf16: bool,
 ):
     base, *flags = variant.split("+")
-    if "cpuchunks" in flags:
+    chunks = [f for f in flags if f in ("cpuchunks", "cudachunks")]
+    if chunks:
         from geosr.models import layers
 
-        saved = layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES
-        layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES = (
-            layers._CHUNK_BLOCKS, layers._CHUNK_BYTES)
+        names = ("_CHUNK_BLOCKS", "_CHUNK_BYTES", "_CUDA_CHUNK_BLOCKS", "_CUDA_CHUNK_BYTES")
+        saved = [getattr(layers, n) for n in names]
+        limits = saved[:2] if chunks[0] == "cpuchunks" else saved[2:]
+        for n, v in zip(names, limits * 2, strict=True):  # the same limits on both devices
+            setattr(layers, n, v)
         try:
-            rest = "+".join(f for f in flags if f != "cpuchunks")
+            rest = "+".join(f for f in flags if f not in chunks)
             res = time_steps("+".join(filter(None, (base, rest))), size, scale, preset,
                              steps, warmup, device, bf16)
         finally:
-            layers._CUDA_CHUNK_BLOCKS, layers._CUDA_CHUNK_BYTES = saved
+            for n, v in zip(names, saved, strict=True):
+                setattr(layers, n, v)
         return {**res, "variant": variant}
     cl, compiled = "cl" in flags, "compile" in flags
     bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16

@@ -150,6 +150,18 @@ hybrid_iterations_opt = click.option(
     "--hybrid-iterations", type=click.IntRange(min=1), default=100, show_default=True,
     help="Per-tile fine-tune steps from the scene network (--mode hybrid).",
 )
+network_opt = click.option(
+    "--network", type=click.Path(dir_okay=False), default=None, metavar="PATH.pt",
+    help="Start from a network saved by --save-network (e.g. fitted on another scene of the "
+    "same sensors) instead of fitting the scene network: --mode scene applies it as is, "
+    "--mode hybrid fine-tunes it per tile; with --scene-iterations it is first fitted further "
+    "on this scene.",
+)
+save_network_opt = click.option(
+    "--save-network", type=click.Path(dir_okay=False), default=None, metavar="PATH.pt",
+    help="Also write the scene network (--mode scene/hybrid) to this file, for --network in "
+    "later runs.",
+)
 
 # -- tiling ------------------------------------------------------------------------------
 tile_size_opt = click.option(
@@ -233,6 +245,7 @@ def common_options(f: F) -> F:
         lr_opt, guide_opt, scale_opt, output_opt, example_opt,
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
         mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
+        network_opt, save_network_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
@@ -246,7 +259,7 @@ def batch_options(f: F) -> F:
     per-scene inputs and output come from the manifest)."""
     return _stack(
         scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
-        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
+        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt, network_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,

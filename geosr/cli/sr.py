@@ -175,7 +175,8 @@ def _scene_config(kw: dict[str, Any]) -> Any:
 
     return SceneConfig(mode=kw.get("mode") or "tile", iterations=kw.get("scene_iterations"),
                        crop=kw.get("scene_crop") or 48,
-                       hybrid_iterations=kw.get("hybrid_iterations") or 100)
+                       hybrid_iterations=kw.get("hybrid_iterations") or 100,
+                       network=kw.get("network"))
 
 
 def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:
@@ -251,7 +252,8 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                     lr, guide, kw["output"], output=output, progress=update,
                     on_stage=rep.stage if rep is not None else None, client=client,
                     resume=kw.get("resume", False), stac=kw.get("stac", False),
-                    scene_progress=_scene_progress(kw, rep), **common,
+                    scene_progress=_scene_progress(kw, rep),
+                    save_network=kw.get("save_network"), **common,
                 )
             if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,

@@ -105,15 +105,18 @@ class LearnedMethod(Method):
             )
 
     def fit_scene(self, draw, guide_channels: int, scale: int, *, iterations=None,
-                  progress=None) -> tuple[bytes, dict[str, Any]]:
+                  progress=None, init_state=None) -> tuple[bytes, dict[str, Any]]:
         """Fit one network on samples ``draw(step) -> (lr, guide, mask)`` (random crops of a
-        scene); returns its weights as bytes and a summary (steps, loss, seconds)."""
+        scene), from ``init_state`` (weights as bytes) when given; returns its weights as
+        bytes and a summary (steps, loss, seconds)."""
         from ..optimize import fit_samples, seeded
 
         changes = {} if iterations is None else {"iterations": int(iterations)}
         cfg = self.optim_config(**changes)
         with seeded(cfg.seed):
             model = self.build_model(guide_channels, scale)
+            if init_state is not None:
+                model.load_state_dict(load_state(init_state))
             steps, loss, seconds = fit_samples(model, draw, scale, cfg, progress=progress)
         return dump_state(model), {"steps": steps, "loss": loss, "seconds": round(seconds, 3)}
 

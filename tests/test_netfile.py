@@ -1,0 +1,149 @@
+"""Network files (geosr.netfile): a scene network saved by one run and started from by others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from geosr import pipeline
+from geosr.cli.main import cli
+from geosr.errors import InputError, OptionError
+from geosr.netfile import read_network
+from geosr.pipeline import OutputConfig, TilingConfig
+from geosr.scene import SceneConfig
+
+from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
+
+FAST = {"iterations": 6, "preset": "dem", "width": 8}
+TILING = TilingConfig(tile_size=16, overlap=8)
+
+
+def _run(scene: dict[str, Any], name: str, mode: str, *, method: str = "mmsr",
+         options: dict[str, Any] | None = None, scale: int | None = None,
+         network: Path | None = None, scene_iterations: int | None = None,
+         save: Path | None = None, **out: Any) -> dict[str, Any]:
+    cfg = SceneConfig(mode=mode, crop=12, pool=4, hybrid_iterations=2,
+                      iterations=scene_iterations, network=None if network is None else str(network))
+    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name,
+                        scale=scale or scene["scale"], method=method,
+                        method_options=options or FAST, tiling=TILING, scene=cfg,
+                        output=OutputConfig(cog=False, **out), save_network=save)
+
+
+def _read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read(1, masked=True).filled(np.nan)
+
+
+@pytest.fixture
+def saved(scene: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """A scene-mode run that saved its network."""
+    net = scene["dir"] / "net.pt"
+    summary = _run(scene, "first.tif", "scene", save=net)
+    return net, summary
+
+
+def test_save_network__applied_as_is_reproduces_the_run_that_saved_it(scene, saved) -> None:
+    net, first = saved
+    assert first["scene_fit"]["saved_to"] == str(net) and first["scene_fit"]["steps"] == 6
+    meta, state = read_network(net)
+    assert meta["method"] == "mmsr" and meta["scale"] == scene["scale"]
+    assert meta["guide_channels"] == 3 and meta["options"]["width"] == 8
+    assert meta["fitted_on"]["lr"] == str(scene["lr"]) and len(state) > 1000
+    again = _run(scene, "again.tif", "scene", network=net)
+    assert again["scene_fit"] == {"steps": 0, "network": str(net)}  # nothing was fitted
+    a, b = _read(scene["dir"] / "first.tif"), _read(scene["dir"] / "again.tif")
+    np.testing.assert_array_equal(a, b)
+    assert np.isfinite(a).sum() > 0.9 * a.size
+    assert list(scene["dir"].glob(".net.pt.*")) == []  # no temporary file left
+
+
+def test_network__hybrid_fine_tunes_and_scene_iterations_fit_further(scene, saved) -> None:
+    net, _ = saved
+    hyb = _run(scene, "hybrid.tif", "hybrid", network=net)
+    assert hyb["scene_fit"]["steps"] == 0 and hyb["tiles"]["done"] > 1
+    more = _run(scene, "more.tif", "scene", network=net, scene_iterations=3)
+    assert more["scene_fit"]["steps"] == 3 and more["scene_fit"]["network"] == str(net)
+    first = _read(scene["dir"] / "first.tif")
+    for name in ("hybrid.tif", "more.tif"):  # both changed the saved network's output
+        out = _read(scene["dir"] / name)
+        ok = np.isfinite(out) & np.isfinite(first)
+        assert ok.sum() > 0.9 * out.size and not np.allclose(out[ok], first[ok])
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"method": "robself-re"}, "holds a mmsr network.*--method mmsr"),
+        ({"scale": 2}, "fitted at scale 4.*--scale 4"),
+        ({"options": {**FAST, "width": 16}}, r"width=8 \(this run: 16\)"),
+    ],
+)
+def test_network__a_mismatch_is_refused_before_any_work(scene, saved, change, message) -> None:
+    net, _ = saved
+    with pytest.raises(InputError, match=message):
+        _run(scene, "bad.tif", "scene", network=net, **change)
+    assert not (scene["dir"] / "bad.tif").exists()
+    assert not (scene["dir"] / "bad.tif.tiles").exists()
+
+
+def test_network__loop_options_may_differ(scene, saved) -> None:
+    """Iterations, seed or the learning rate do not change the network: accepted."""
+    net, _ = saved
+    s = _run(scene, "ok.tif", "hybrid", network=net,
+             options={**FAST, "iterations": 3, "seed": 5, "lr": 1e-3})
+    assert s["status"] == "done"
+
+
+def test_network__not_a_network_file(scene) -> None:
+    bad = scene["dir"] / "bad.pt"
+    bad.write_bytes(b"not a network")
+    with pytest.raises(InputError, match="not a geosr network file"):
+        _run(scene, "x.tif", "scene", network=bad)
+    with pytest.raises(InputError, match="does not exist"):
+        _run(scene, "x.tif", "scene", network=scene["dir"] / "missing.pt")
+
+
+def test_network__tile_mode_refuses_both_options(scene, saved) -> None:
+    net, _ = saved
+    with pytest.raises(OptionError, match="--network needs --mode scene"):
+        SceneConfig(mode="tile", network=str(net))
+    with pytest.raises(OptionError, match="--save-network needs --mode scene or hybrid"):
+        _run(scene, "t.tif", "tile", save=scene["dir"] / "t.pt")
+
+
+def test_save_network__existing_file_needs_overwrite(scene, saved) -> None:
+    net, _ = saved
+    before = net.read_bytes()
+    with pytest.raises(InputError, match="exists; pass --overwrite"):
+        _run(scene, "second.tif", "scene", save=net)
+    assert net.read_bytes() == before and not (scene["dir"] / "second.tif").exists()
+    _run(scene, "second.tif", "scene", save=net, overwrite=True, options={**FAST, "seed": 3})
+    assert net.read_bytes() != before
+
+
+def test_cli__save_then_start_from_the_network(scene) -> None:
+    d, runner = scene["dir"], CliRunner()
+    common = ["--lr", str(scene["lr"]), "--guide", str(scene["guide"]), "--scale", "4",
+              "--iterations", "4", "-O", "width=8", "--tile-size", "16", "--overlap", "8",
+              "--scene-crop", "12", "--no-cog", "-q", "--json"]
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "a.tif"), "--mode", "scene",
+                            "--save-network", str(d / "n.pt")])
+    assert r.exit_code == 0, r.output
+    assert (d / "n.pt").is_file()
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "b.tif"), "--mode", "hybrid",
+                            "--hybrid-iterations", "2", "--network", str(d / "n.pt")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["scene_fit"]["network"] == str(d / "n.pt")
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"), "--mode", "scene",
+                            "--network", str(d / "n.pt"), "--scale", "2"])
+    assert r.exit_code == 2 and "--scale 4" in r.output
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"),
+                            "--network", str(d / "n.pt")])
+    assert r.exit_code == 2 and "--network needs --mode scene" in r.output
