@@ -812,23 +812,13 @@ def scene_network(
     """The plan with its scene network: reused from the tile store (a resumed run), taken
     from the network file ``plan.scene.network`` (fitted further when
     ``plan.scene.iterations`` is given), or fitted now; stored in the tile store."""
-    from .scene import fit_scene
+    from .scene import scene_state
 
     key = "scene-model"
     if store.has(key):
         state = bytes(np.asarray(store.get(key)))
         return dataclasses.replace(plan, scene_state=state), {"reused": True}
-    init = None
-    if plan.scene.network is not None:
-        from .netfile import load_network
-
-        init = load_network(plan.scene.network, plan)
-    if init is not None and plan.scene.iterations is None:
-        plan, summary = dataclasses.replace(plan, scene_state=init), {"steps": 0}
-    else:
-        plan, summary = fit_scene(plan, plan.scene, progress=progress, init_state=init)
-    if init is not None:
-        summary["network"] = plan.scene.network
+    plan, summary = scene_state(plan, progress=progress)
     assert plan.scene_state is not None
     store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
     return plan, summary

@@ -175,3 +175,23 @@ def fit_scene(
                    read_seconds=round(t_read, 3))
     logger.info("scene network: %s", summary)
     return dataclasses.replace(plan, scene_state=state), summary
+
+
+def scene_state(
+    plan: Plan, *, progress: Callable[[int, int, float], None] | None = None
+) -> tuple[Plan, dict[str, Any]]:
+    """The plan carrying its scene network: taken from the network file
+    ``plan.scene.network`` (:mod:`geosr.netfile`; fitted further when
+    ``plan.scene.iterations`` is given) or fitted now; and a summary."""
+    init = None
+    if plan.scene.network is not None:
+        from .netfile import load_network
+
+        init = load_network(plan.scene.network, plan)
+    if init is not None and plan.scene.iterations is None:
+        plan, summary = dataclasses.replace(plan, scene_state=init), {"steps": 0}
+    else:
+        plan, summary = fit_scene(plan, plan.scene, progress=progress, init_state=init)
+    if init is not None:
+        summary["network"] = plan.scene.network
+    return plan, summary

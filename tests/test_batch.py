@@ -108,6 +108,23 @@ def test_read_manifest__jsonl_and_stac(tmp_path: Path) -> None:
     assert dict(s.settings)["scale"] == 4
 
 
+def test_read_manifest__network_is_relative_to_the_manifest(tmp_path: Path) -> None:
+    """A per-scene network file (``--network`` of one scene) resolves like lr and guide,
+    and wins over the command line's."""
+    from geosr.batch import scene_run_kwargs
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.csv").write_text(
+        "lr,guide,output,mode,network\na.tif,b.tif,o.tif,hybrid,nets/n.pt\n"
+        "c.tif,d.tif,p.tif,scene,\n")
+    a, b = read_manifest(tmp_path / "sub" / "m.csv")
+    assert dict(a.settings)["network"] == str(tmp_path / "sub" / "nets" / "n.pt")
+    defaults = {"scale": 4, "network": "/archive/default.pt"}
+    assert scene_run_kwargs(a, defaults)["scene"].network == str(tmp_path / "sub/nets/n.pt")
+    cfg = scene_run_kwargs(b, defaults)["scene"]
+    assert cfg.mode == "scene" and cfg.network == "/archive/default.pt"
+
+
 @pytest.mark.parametrize("text,needle", [
     ("lr,guide,output,colour\na.tif,b.tif,o.tif,red\n", "unknown setting 'colour'"),
     ("lr,guide,output\na.tif,b.tif,o.tif\nc.tif,d.tif,o.tif\n", "share the id 'o'"),

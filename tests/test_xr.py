@@ -166,9 +166,10 @@ def test_super_resolve_xr__scene_modes_equal_pipeline(scene: dict[str, Any], mod
     tiling = TilingConfig(tile_size=16, overlap=8)
     cfg = SceneConfig(mode=mode, crop=12, pool=4, hybrid_iterations=2)
     out = scene["dir"] / f"{mode}.tif"
+    net = scene["dir"] / "net.pt"
     summary = pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="mmsr",
                            method_options=opts, tiling=tiling, scene=cfg,
-                           output=OutputConfig(cog=False))
+                           output=OutputConfig(cog=False), save_network=net)
     assert summary["scene_fit"]["crops"] == 4 and summary["tiles"]["done"] > 1
     ref, _ = read(out)
     lr = open_da(scene["lr"], chunks={"x": 16, "y": 16})
@@ -181,6 +182,17 @@ def test_super_resolve_xr__scene_modes_equal_pipeline(scene: dict[str, Any], mod
     assert sum(k.startswith("geosr-scene-") for k in keys) == 1  # one fit for all tiles
     np.testing.assert_array_equal(hr.values[0], ref)
     assert hr.attrs["GEOSR_METHOD"] == "mmsr"
+    # started from the saved network, nothing is fitted for the scene: another seed (which
+    # a scene fit would follow) still gives the same values
+    other = {**opts, "seed": 7}
+    from_file = dataclasses.replace(cfg, network=str(net))
+    hr = geosr.super_resolve_xr(lr, guide, 4, method="mmsr", tiling=tiling, mode=mode,
+                                scene=from_file, **other)
+    np.testing.assert_array_equal(hr.values[0], ref)
+    if mode == "scene":
+        refit = geosr.super_resolve_xr(lr, guide, 4, method="mmsr", tiling=tiling, mode=mode,
+                                       scene=cfg, **other)
+        assert not np.allclose(refit.values[0], ref, equal_nan=True)
 
 
 # -- dask ----------------------------------------------------------------------------------

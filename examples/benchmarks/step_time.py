@@ -15,7 +15,7 @@ A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, an
 ``+bf16`` or ``+fp32`` to run it with or without bf16 autocast whatever ``--bf16`` says
 (``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``); ``+cpuchunks`` runs the
 fused filter with the CPU's chunk limits on either device, ``+cudachunks`` with CUDA's
-larger ones (to compare the two).
+larger ones (to compare the two), ``+chunksN`` with chunks of at most N MB.
 ``--device cuda`` times on the GPU (synchronising around each phase) under the same
 bf16 autocast as the online loop (``--bf16 auto``: on for CUDA and for CPUs with AVX512-BF16
 or AMX, off elsewhere).
@@ -54,13 +54,16 @@ def time_steps(
     device: torch.device, bf16: bool,
 ):
     base, *flags = variant.split("+")
-    chunks = [f for f in flags if f in ("cpuchunks", "cudachunks")]
+    chunks = [f for f in flags if f in ("cpuchunks", "cudachunks") or f.startswith("chunks")]
     if chunks:
         from geosr.models import layers
 
         names = ("_CHUNK_BLOCKS", "_CHUNK_BYTES", "_CUDA_CHUNK_BLOCKS", "_CUDA_CHUNK_BYTES")
         saved = [getattr(layers, n) for n in names]
-        limits = saved[:2] if chunks[0] == "cpuchunks" else saved[2:]
+        if chunks[0] in ("cpuchunks", "cudachunks"):
+            limits = saved[:2] if chunks[0] == "cpuchunks" else saved[2:]
+        else:  # chunksN: N MB, and no cap on the blocks
+            limits = [2**30, int(float(chunks[0][len("chunks"):]) * 2**20)]
         for n, v in zip(names, limits * 2, strict=True):  # the same limits on both devices
             setattr(layers, n, v)
         try:

@@ -1,0 +1,155 @@
+"""Start a scene from a network fitted on another scene (``--network``): cost and RMSE.
+
+The HR DSM is split into a *source* part (west) and a *target* part (east). Each part is
+average-pooled ``--scale``x into its own georeferenced LR GeoTIFF; the guide is the one
+image given, and the pipeline cuts it to each part as ``geosr dem-sr`` would. Then:
+
+1. the source is run in ``scene`` mode with ``save_network`` (the network a batch job
+   would fit once, on its first scene);
+2. the target is run with bicubic, in ``tile`` mode (a fresh network per tile, the papers'
+   protocol), in ``scene`` and ``hybrid`` mode fitted on the target itself, and from the
+   source's network: applied as is (``scene``), fine-tuned per tile (``hybrid``) and
+   fitted further on the target (``scene`` with ``--scene-iterations``).
+
+Every run goes through ``geosr.pipeline.run`` and is scored against the target's HR DSM.
+Prints JSON (and writes it with ``--json``, updated after each run)::
+
+    OMP_NUM_THREADS=1 python examples/benchmarks/network_reuse.py \\
+        --dem ../shared/data/lidar_dsm_rgb/ign_lidarhd_870000_6618000_dsm_0p5m.tif \\
+        --guide ../shared/data/lidar_dsm_rgb/ign_lidarhd_870000_6618000_rgb_0p5m.tif \\
+        --json examples/benchmarks/network_reuse_ign.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.windows import Window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from modes import write  # noqa: E402
+
+
+def split(dem: Path, scale: int, west: float, work: Path) -> dict[str, dict[str, Any]]:
+    """Reference and LR GeoTIFFs of the west (source) and east (target) parts."""
+    parts: dict[str, dict[str, Any]] = {}
+    with rasterio.open(dem) as src:
+        h = (src.height // scale) * scale
+        cut = int(round(src.width * west / scale)) * scale
+        right = (src.width // scale) * scale
+        for name, (c0, c1) in {"source": (0, cut), "target": (cut, right)}.items():
+            win = Window(c0, 0, c1 - c0, h)
+            hr = src.read(1, window=win, masked=True).astype(np.float64).filled(np.nan)
+            t = src.window_transform(win)
+            lr = hr.reshape(h // scale, scale, -1, scale).mean(axis=(1, 3)).astype(np.float32)
+            lr_path = work / f"{name}_lr.tif"
+            write(lr_path, lr, t @ Affine.scale(scale), src.crs, nodata=float("nan"))
+            parts[name] = {"reference": hr, "lr": str(lr_path), "transform": t,
+                           "lr_shape": list(lr.shape), "hr_cols": [c0, c1]}
+    return parts
+
+
+def main() -> None:
+    from geosr import pipeline
+    from geosr.evaluate import PeakMemory
+    from geosr.pipeline import OutputConfig, TilingConfig
+    from geosr.scene import SceneConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dem", type=Path, required=True, help="HR DSM GeoTIFF (the reference)")
+    ap.add_argument("--guide", type=Path, required=True, help="guide image covering it")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--west", type=float, default=0.5, help="fraction of columns in the source")
+    ap.add_argument("--method", default="mmsr")
+    ap.add_argument("--preset", default="dem")
+    ap.add_argument("--tile-size", type=int, default=None)
+    ap.add_argument("--iterations", type=int, default=1000,
+                    help="steps of tile mode and of every scene fit")
+    ap.add_argument("--scene-crop", type=int, default=48)
+    ap.add_argument("--hybrid-iterations", type=int, default=100)
+    ap.add_argument("--further-iterations", type=int, default=200,
+                    help="steps of the target's fit from the source network")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="geosr-netreuse-"))
+    work.mkdir(parents=True, exist_ok=True)
+    parts = split(args.dem, args.scale, args.west, work)
+    net = work / "source-network.pt"
+    result: dict[str, Any] = {
+        "benchmark": "network_reuse", "dem": str(args.dem), "guide": str(args.guide),
+        "scale": args.scale, "python": sys.version.split()[0],
+        "parts": {k: {"hr_cols": v["hr_cols"], "lr_shape": v["lr_shape"]}
+                  for k, v in parts.items()},
+        "settings": {k: str(v) for k, v in vars(args).items() if k not in ("json", "workdir")},
+        "runs": [],
+    }
+    learned = {"preset": args.preset, "seed": args.seed, "iterations": args.iterations}
+    runs: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+        # (label, part, method, scene settings, run keywords)
+        ("source scene fit, saved", "source", args.method, {"mode": "scene"},
+         {"save_network": net}),
+        ("bicubic", "target", "bicubic", {"mode": "tile"}, {}),
+        ("tile", "target", args.method, {"mode": "tile"}, {}),
+        ("scene (own fit)", "target", args.method, {"mode": "scene"}, {}),
+        ("hybrid (own scene fit)", "target", args.method, {"mode": "hybrid"}, {}),
+        ("scene from source network", "target", args.method,
+         {"mode": "scene", "network": str(net)}, {}),
+        ("hybrid from source network", "target", args.method,
+         {"mode": "hybrid", "network": str(net)}, {}),
+        ("scene from source network, fitted further", "target", args.method,
+         {"mode": "scene", "network": str(net), "iterations": args.further_iterations}, {}),
+    ]
+    for label, part, method, scene_kw, kw in runs:
+        data = parts[part]
+        scene = SceneConfig(crop=args.scene_crop, hybrid_iterations=args.hybrid_iterations,
+                            **scene_kw)
+        out = work / f"{len(result['runs'])}.tif"
+        t0 = time.perf_counter()
+        with PeakMemory() as mem:
+            summary = pipeline.run(
+                data["lr"], str(args.guide), out, scale=args.scale, method=method,
+                method_options={} if method == "bicubic" else learned,
+                tiling=TilingConfig(tile_size=args.tile_size), scene=scene,
+                output=OutputConfig(overwrite=True), **kw)
+        wall = time.perf_counter() - t0
+        ref = data["reference"]
+        with rasterio.open(out) as dst:
+            pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
+            assert dst.transform == data["transform"], "output grid differs from the reference"
+        ok = np.isfinite(pred) & np.isfinite(ref)
+        err = pred[ok] - ref[ok]
+        rec = {
+            "run": label, "part": part, "method": method, "mode": scene.mode,
+            "rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
+            "mae_m": round(float(np.mean(np.abs(err))), 4),
+            "wall_seconds": round(wall, 2), "peak_rss_gb": round(mem.peak / 1e9, 3),
+            "tiles": summary["tiles"], "stage_seconds": summary["seconds"],
+            "scene_fit": summary.get("scene_fit"), "mode_settings": summary.get("mode"),
+        }
+        result["runs"].append(rec)
+        print(json.dumps(rec, default=str), file=sys.stderr, flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    tile = next(r for r in result["runs"] if r["run"] == "tile")
+    for r in result["runs"]:
+        if r["part"] == "target" and r["method"] != "bicubic":
+            r["speedup_vs_tile"] = round(tile["wall_seconds"] / r["wall_seconds"], 2)
+            r["rmse_vs_tile"] = round(r["rmse_m"] / tile["rmse_m"], 3)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
