@@ -27,7 +27,8 @@ def test_step_time__precision_flags_pair_each_variant_with_its_floor() -> None:
 
 
 def test_step_time__chunk_flags_set_the_limits_for_the_variant_only(monkeypatch) -> None:
-    """``+cudachunks`` times the CPU with CUDA's chunk limits, then puts the CPU's back."""
+    """``+cudachunks`` times the CPU with CUDA's chunk limits and ``+chunksN`` with N MB,
+    then the CPU's limits are put back."""
     import importlib.util
 
     from geosr.models import layers
@@ -47,4 +48,8 @@ def test_step_time__chunk_flags_set_the_limits_for_the_variant_only(monkeypatch)
     res = step_time.time_steps("mmsr+cudachunks", 32, 4, None, 1, 0, torch.device("cpu"), False)
     assert res["variant"] == "mmsr+cudachunks"
     assert seen and set(seen) == {(layers._CUDA_CHUNK_BYTES, layers._CUDA_CHUNK_BLOCKS)}
+    assert (layers._CHUNK_BYTES, layers._CHUNK_BLOCKS) == before
+    seen.clear()
+    step_time.time_steps("mmsr+chunks0.5", 32, 4, None, 1, 0, torch.device("cpu"), False)
+    assert set(seen) == {(2**19, 2**30)}  # N MB, blocks not capped
     assert (layers._CHUNK_BYTES, layers._CHUNK_BLOCKS) == before
