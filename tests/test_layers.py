@@ -121,3 +121,49 @@ def test_local_attention__fused_shared_kv_matches_oracle(size, shape, block, dev
         strict=True,
     ):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0, check_dtype=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    "size,narrow_size,shape,block",
+    [
+        (7, 5, (1, 4, 12, 14), 8),
+        (7, 3, (2, 3, 17, 13), 4),  # blocks do not divide the image, batch of two
+        (11, 5, (1, 5, 40, 9), 2),  # many block rows: several chunks
+        (5, 5, (1, 2, 9, 9), 8),  # same size: the narrow pixels see every tap
+    ],
+)
+def test_local_attention__narrow_pixels_equal_selecting_between_two_kernels(
+    size, narrow_size, shape, block, device, monkeypatch
+):
+    """RobSelf's per-pixel kernel choice in one pass: forward and gradients equal running
+    both kernels and selecting per pixel (the gradient of the unselected one is zero)."""
+    from geosr.models import layers
+
+    monkeypatch.setattr(layers, "_CHUNK_BLOCKS", 8)
+    monkeypatch.setattr(layers, "_CUDA_CHUNK_BLOCKS", 8)
+    g = torch.Generator().manual_seed(size + shape[-1])
+    q, kv, gout = (
+        torch.randn(*shape, generator=g, dtype=torch.float64).to(device) for _ in range(3))
+    q.requires_grad_(True)
+    kv.requires_grad_(True)
+    narrow = (torch.rand(shape[0], 1, *shape[2:], generator=g) < 0.5).to(device)
+    sel = narrow.to(torch.float64)
+    ref = (sel * local_attention(q, kv, kv, narrow_size, block=block)
+           + (1 - sel) * local_attention(q, kv, kv, size, block=block))
+    out = local_attention(q, kv, kv, size, block=block, narrow=narrow, narrow_size=narrow_size)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0, check_dtype=False)  # float32 sums
+    for got, want in zip(
+        torch.autograd.grad(out, (q, kv), gout), torch.autograd.grad(ref, (q, kv), gout),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0, check_dtype=False)
+
+
+def test_local_attention__narrow_needs_the_fused_kernel_and_a_smaller_odd_size():
+    x = torch.zeros(1, 2, 6, 6)
+    mask = torch.zeros(1, 1, 6, 6, dtype=torch.bool)
+    with pytest.raises(ValueError, match="same tensor as k and v"):
+        local_attention(x, x, x.clone(), 5, narrow=mask, narrow_size=3)
+    with pytest.raises(ValueError, match="narrow_size must be odd and <= size"):
+        local_attention(x, x, x, 5, narrow=mask, narrow_size=7)

@@ -121,6 +121,8 @@ def test_reference_filter__threshold_routes_pixels_to_the_right_kernel():
     torch.testing.assert_close(out[..., 7:], large[..., 7:])
     torch.testing.assert_close(out[..., :7], small[..., :7])
     torch.testing.assert_close(reference_filter(q, kv, imp, 7, 3, None), small)
+    two = reference_filter(q, kv, imp, m=7, n=3, eta=0.7, one_pass=False)
+    torch.testing.assert_close(out, two)
 
 
 @pytest.mark.slow

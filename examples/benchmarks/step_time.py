@@ -5,7 +5,8 @@
 
 ``mmsr`` uses geosr's memory-efficient filter, ``mmsr:unfold`` the reference formulation
 (materialised ``F.unfold``), ``mmsr:none`` the same network with both filters removed
-(the convolution-only floor). All variants run in one process, one after another, on
+(the convolution-only floor); ``robself-re:twopass`` runs RobSelf's reference filter as
+two filters and a per-pixel selection instead of one pass. All variants run in one process, one after another, on
 the same inputs, so their ratios are comparable. Prints JSON; peak RSS is sampled from
 /proc around each variant (the process's resident memory, interpreter and torch included).
 Each step is also split into forward (with the loss), backward and optimiser (Adam) time;
@@ -46,7 +47,12 @@ def build(variant: str, scale: int, preset: str | None):
 
         n, m = method.options.sizes
         return MMSRNet(3, scale, n=n, m=m, impl=impl or "blocked")
-    return method.build_model(3, scale)
+    net = method.build_model(3, scale)
+    if impl == "twopass":  # RobSelf's reference filter as two filters and a selection
+        net.one_pass = False
+    elif impl:
+        raise SystemExit(f"unknown variant {variant!r}")
+    return net
 
 
 def time_steps(

@@ -84,7 +84,8 @@ def _regions(x: torch.Tensor, size: int, block: int, nh: int, nw: int) -> torch.
 
 
 def local_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: int, *, block: int = 8
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: int, *, block: int = 8,
+    narrow: torch.Tensor | None = None, narrow_size: int | None = None,
 ) -> torch.Tensor:
     """Local cross-domain attention, equal to :func:`local_attention_unfold` (see module doc).
 
@@ -92,13 +93,32 @@ def local_attention(
     ``(B, Cv, H, W)``. When ``v is k`` (MMSR, RobSelf) a fused kernel is used that
     processes rows of blocks in chunks and recomputes the key regions in the backward pass,
     so it keeps only its output and the ``k^2`` attention weights per pixel.
+
+    ``narrow`` (bool ``(B, 1, H, W)``, fused kernel only): pixels that use the centred
+    ``narrow_size x narrow_size`` neighbourhood instead of ``size x size``; their softmax
+    runs over those taps only. This is RobSelf's per-pixel choice of kernel in one pass,
+    equal to filtering with both sizes and selecting per pixel.
     """
     if size % 2 != 1:
         raise ValueError(f"neighbourhood size must be odd, got {size}")
     block = max(1, min(block, q.shape[-2], q.shape[-1]))
+    if narrow is not None:
+        if v is not k:
+            raise ValueError("narrow needs the fused kernel: pass the same tensor as k and v")
+        if narrow_size is None or narrow_size % 2 != 1 or narrow_size > size:
+            raise ValueError(f"narrow_size must be odd and <= size ({size}), got {narrow_size}")
     if v is k:
-        return _FusedLocalAttention.apply(q, k, size, block)
+        return _FusedLocalAttention.apply(q, k, size, block, narrow, narrow_size)
     return _local_attention_autograd(q, k, v, size, block)
+
+
+@functools.cache
+def _outer_taps(size: int, inner: int) -> torch.Tensor:
+    """Bool ``(size^2,)``: the taps of a ``size x size`` neighbourhood outside the centred
+    ``inner x inner`` one (row-major, as :func:`_gather_index` orders them)."""
+    r = torch.arange(size) - size // 2
+    far = r.abs() > inner // 2
+    return (far.view(-1, 1) | far.view(1, -1)).reshape(-1)
 
 
 def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
@@ -208,13 +228,16 @@ class _FusedLocalAttention(torch.autograd.Function):
         return h, w, -(-h // block), -(-w // block)
 
     @staticmethod
-    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, dense, attn=None):
+    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, dense, attn=None, narrow=None):
         """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
 
         ``dense`` is a zeroed ``(blocks, b^2, R^2)`` buffer reused across chunks: only the
         ``k^2`` positions of ``idx`` are ever written, the same in every chunk, so the
         others stay zero and the buffer needs no refill. With ``attn`` given (backward
-        pass) the scores and softmax are not recomputed.
+        pass) the scores and softmax are not recomputed. ``narrow``: ``(narrow pixel map,
+        outer taps)``; the outer taps of narrow pixels get no weight (their logits are
+        ``-inf``, so the softmax runs over the inner taps, and the backward pass, which
+        reuses the weights, gives them no gradient).
         """
         c, w = q.shape[1], q.shape[-1]
         nr, region, pad = y1 - y0, block + size - 1, size // 2
@@ -226,7 +249,13 @@ class _FusedLocalAttention(torch.autograd.Function):
         rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
         ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
         if attn is None:
-            attn = torch.softmax(torch.bmm(qc, rc).gather(2, ix), dim=-1, dtype=torch.float32)
+            logits = torch.bmm(qc, rc).gather(2, ix)
+            if narrow is not None:
+                pix, outer = narrow
+                pix = _rows(pix, bi, y0 * block, y1 * block, 0, nw * block - w, pix.dtype)
+                pix = _FusedLocalAttention._from_image(pix, 1, nr, nw, block).bool()  # n,b^2,1
+                logits = logits.masked_fill(pix & outer, float("-inf"))
+            attn = torch.softmax(logits, dim=-1, dtype=torch.float32)
         dense = dense[: nr * nw].scatter_(2, ix, attn.to(dt))
         return qc, rc, attn, dense, ix
 
@@ -243,7 +272,7 @@ class _FusedLocalAttention(torch.autograd.Function):
         return x.reshape(nr * nw, block * block, c)
 
     @staticmethod
-    def forward(ctx, q, kv, size, block):  # type: ignore[override]
+    def forward(ctx, q, kv, size, block, narrow=None, narrow_size=None):  # type: ignore[override]
         # The kernel does its own precision: the GEMMs in autocast's dtype when autocast is
         # on (bf16: far faster on a CPU with AVX512-BF16, and on the GPU's tensor cores), the
         # rest in float32. The backward pass runs outside the forward's autocast context,
@@ -251,10 +280,10 @@ class _FusedLocalAttention(torch.autograd.Function):
         dev = q.device.type
         ctx.dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else torch.float32
         with torch.autocast(dev, enabled=False):
-            return _FusedLocalAttention._forward(ctx, q, kv, size, block)
+            return _FusedLocalAttention._forward(ctx, q, kv, size, block, narrow, narrow_size)
 
     @staticmethod
-    def _forward(ctx, q, kv, size, block):
+    def _forward(ctx, q, kv, size, block, narrow, narrow_size):
         bsz, c = q.shape[:2]
         h, w, nh, nw = _FusedLocalAttention._grid(q, block)
         idx = _index_on(size, block, q.device)
@@ -265,10 +294,13 @@ class _FusedLocalAttention(torch.autograd.Function):
         # holes in the heap that no feature map fits, and the resident peak would creep.
         attn_all = q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
+        masks = None
+        if narrow is not None:
+            masks = (narrow.to(torch.uint8), _outer_taps(size, narrow_size).to(q.device))
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
                 _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
-                    q, kv, bi, y0, y1, nw, size, block, idx, buf
+                    q, kv, bi, y0, y1, nw, size, block, idx, buf, narrow=masks
                 )
                 attn_all[bi, y0 * nw : y1 * nw] = attn
                 o = _FusedLocalAttention._to_image(
@@ -321,7 +353,7 @@ class _FusedLocalAttention(torch.autograd.Function):
                 r0 = y0 * block - pad
                 a, e = max(0, r0), min(h, r0 + nr * block + size - 1)
                 gkv[bi, :, a:e] += folded[:, a - r0 : e - r0, pad : pad + w]
-        return gq.to(q.dtype), gkv.to(kv.dtype), None, None
+        return gq.to(q.dtype), gkv.to(kv.dtype), None, None, None, None
 
 
 class ResBlock(nn.Module):

@@ -154,16 +154,27 @@ def importance(f: torch.Tensor) -> torch.Tensor:
 
 def reference_filter(
     q: torch.Tensor, kv: torch.Tensor, imp: torch.Tensor, m: int, n: int,
-    eta: float | None, block: int = 8,
+    eta: float | None, block: int = 8, one_pass: bool = True,
 ) -> torch.Tensor:
     """Content-aware reference filter: pixels whose importance exceeds ``eta * mean`` use the
-    large ``m x m`` kernel, the others the small ``n x n`` one (``eta=None``: ``n`` only)."""
-    small = local_attention(q, kv, kv, n, block=block)
+    large ``m x m`` kernel, the others the small ``n x n`` one (``eta=None``: ``n`` only).
+
+    ``one_pass``: one ``m x m`` pass in which the other pixels' softmax covers their centred
+    ``n x n`` taps only; it equals filtering with both kernels and selecting per pixel
+    (``one_pass=False``, the formulation as written in the paper), forward and backward,
+    at the cost of the larger kernel alone.
+    """
     if eta is None or m == n:
-        return small
-    large = local_attention(q, kv, kv, m, block=block)
-    sel = (imp > eta * imp.mean(dim=(-2, -1), keepdim=True)).to(small.dtype)
-    return sel * large + (1 - sel) * small
+        return local_attention(q, kv, kv, n, block=block)
+    narrow = imp <= eta * imp.mean(dim=(-2, -1), keepdim=True)
+    if not one_pass:
+        small = local_attention(q, kv, kv, n, block=block)
+        large = local_attention(q, kv, kv, m, block=block)
+        sel = narrow.to(small.dtype)
+        return sel * small + (1 - sel) * large
+    if m < n:  # the larger kernel runs, the smaller is the narrow one
+        return local_attention(q, kv, kv, n, block=block, narrow=~narrow, narrow_size=m)
+    return local_attention(q, kv, kv, m, block=block, narrow=narrow, narrow_size=n)
 
 
 class RobSelfNet(nn.Module):
@@ -177,6 +188,9 @@ class RobSelfNet(nn.Module):
         self.field_tv = field_tv
         self.residual = residual
         self.m, self.n, self.eta, self.block = m, n, eta, block
+        #: the reference filter in one pass (see reference_filter; False: two, as in the
+        #: paper, for comparison)
+        self.one_pass = True
         self.max_disp = max_disp
         self.extract_source = nn.Sequential(_conv_relu(1, width), _conv_relu(width, width))
         self.extract_guide = nn.Sequential(_conv_relu(guide_channels, width), _conv_relu(width, width))
@@ -207,7 +221,8 @@ class RobSelfNet(nn.Module):
         # Content-aware reference filter: weights from <source neighbour, aligned guide
         # centre>, output from source neighbours only.
         q, kv = self.proj_guide(aligned), self.proj_source(f_s)
-        filtered = reference_filter(q, kv, importance(f_s), self.m, self.n, self.eta, self.block)
+        filtered = reference_filter(q, kv, importance(f_s), self.m, self.n, self.eta,
+                                    self.block, self.one_pass)
         i_sr = self.pred_head(filtered)
         if self.residual:  # I_sr corrects bicubic; I_trans stays a full prediction
             i_sr = i_sr + bicubic_base(lr, guide.shape[-2:])
