@@ -75,7 +75,10 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=1000,
                     help="steps of tile mode and of every scene fit")
     ap.add_argument("--scene-crop", type=int, default=48)
-    ap.add_argument("--hybrid-iterations", type=int, default=100)
+    ap.add_argument("--hybrid-iterations", default="100",
+                    help="per-tile steps of hybrid mode; a comma-separated list runs the "
+                    "hybrid from the source network once for each (the own-fit hybrid uses "
+                    "the first)")
     ap.add_argument("--further-iterations", type=int, default=200,
                     help="steps of the target's fit from the source network")
     ap.add_argument("--seed", type=int, default=0)
@@ -95,6 +98,7 @@ def main() -> None:
         "runs": [],
     }
     learned = {"preset": args.preset, "seed": args.seed, "iterations": args.iterations}
+    hybrid = [int(x) for x in str(args.hybrid_iterations).split(",")]
     runs: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         # (label, part, method, scene settings, run keywords)
         ("source scene fit, saved", "source", args.method, {"mode": "scene"},
@@ -102,18 +106,19 @@ def main() -> None:
         ("bicubic", "target", "bicubic", {"mode": "tile"}, {}),
         ("tile", "target", args.method, {"mode": "tile"}, {}),
         ("scene (own fit)", "target", args.method, {"mode": "scene"}, {}),
-        ("hybrid (own scene fit)", "target", args.method, {"mode": "hybrid"}, {}),
+        ("hybrid (own scene fit)", "target", args.method,
+         {"mode": "hybrid", "hybrid_iterations": hybrid[0]}, {}),
         ("scene from source network", "target", args.method,
          {"mode": "scene", "network": str(net)}, {}),
-        ("hybrid from source network", "target", args.method,
-         {"mode": "hybrid", "network": str(net)}, {}),
+        *[(f"hybrid from source network, {h} steps" if len(hybrid) > 1
+           else "hybrid from source network", "target", args.method,
+           {"mode": "hybrid", "network": str(net), "hybrid_iterations": h}, {}) for h in hybrid],
         ("scene from source network, fitted further", "target", args.method,
          {"mode": "scene", "network": str(net), "iterations": args.further_iterations}, {}),
     ]
     for label, part, method, scene_kw, kw in runs:
         data = parts[part]
-        scene = SceneConfig(crop=args.scene_crop, hybrid_iterations=args.hybrid_iterations,
-                            **scene_kw)
+        scene = SceneConfig(crop=args.scene_crop, **scene_kw)
         out = work / f"{len(result['runs'])}.tif"
         t0 = time.perf_counter()
         with PeakMemory() as mem:
