@@ -812,13 +812,13 @@ def scene_network(
     """The plan with its scene network: reused from the tile store (a resumed run), taken
     from the network file ``plan.scene.network`` (fitted further when
     ``plan.scene.iterations`` is given), or fitted now; stored in the tile store."""
-    from .scene import scene_state
+    from .scene import network_for_scene
 
     key = "scene-model"
     if store.has(key):
         state = bytes(np.asarray(store.get(key)))
         return dataclasses.replace(plan, scene_state=state), {"reused": True}
-    plan, summary = scene_state(plan, progress=progress)
+    plan, summary = network_for_scene(plan, progress=progress)
     assert plan.scene_state is not None
     store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
     return plan, summary

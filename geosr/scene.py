@@ -177,7 +177,7 @@ def fit_scene(
     return dataclasses.replace(plan, scene_state=state), summary
 
 
-def scene_state(
+def network_for_scene(
     plan: Plan, *, progress: Callable[[int, int, float], None] | None = None
 ) -> tuple[Plan, dict[str, Any]]:
     """The plan carrying its scene network: taken from the network file

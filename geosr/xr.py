@@ -452,10 +452,10 @@ def _scene_task(plan: Any, *, source: _WholeSource) -> Any:
     """The plan (with statistics) carrying its scene network, fitted on random crops read
     through ``source`` (as :func:`geosr.pipeline.scene_network` does from the files)."""
     from .pipeline import _LEARNED_LOCK, _torch_threads
-    from .scene import scene_state
+    from .scene import network_for_scene
 
     with _LEARNED_LOCK, _torch_threads(plan.torch_threads):
-        fitted, _ = scene_state(dataclasses.replace(plan, source=source))
+        fitted, _ = network_for_scene(dataclasses.replace(plan, source=source))
     return dataclasses.replace(fitted, source=None)
 
 
