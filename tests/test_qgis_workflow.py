@@ -45,6 +45,36 @@ def test_build_argv__dem_and_thermal() -> None:
     with pytest.raises(ValueError, match="method"):
         m.build_argv("geosr", kind="dem-sr", lr="a", guide="b", output="c", scale=4,
                      method="magic")
+    assert "--mode" not in argv and "--network" not in argv  # tile mode: nothing added
+    with pytest.raises(ValueError, match="mode"):
+        m.build_argv("geosr", kind="dem-sr", lr="a", guide="b", output="c", scale=4,
+                     mode="tiles")
+
+
+def test_build_argv__network_files_run_through_the_cli(tmp_path: Path) -> None:
+    """The QGIS algorithm's mode and network-file parameters make a command line that
+    `geosr dem-sr` runs: one scene saves its network, a second run starts from it."""
+    from click.testing import CliRunner
+
+    from geosr.cli.main import cli
+    from geosr.example import write_example
+
+    m = load_script()
+    p = write_example(tmp_path, size=16, scale=4)
+    net = str(tmp_path / "net.pt")
+    common = {"kind": "dem-sr", "lr": p["lr"], "guide": p["guide"], "scale": 4,
+              "method": "mmsr", "iterations": 2, "method_options": {"width": 8}}
+    argv = m.build_argv("geosr", output=str(tmp_path / "a.tif"), mode="scene",
+                        save_network=net, **common)
+    assert argv[argv.index("--mode") + 1] == "scene"
+    assert argv[argv.index("--save-network") + 1] == net
+    r = CliRunner().invoke(cli, argv[1:])
+    assert r.exit_code == 0, r.output
+    argv = m.build_argv("geosr", output=str(tmp_path / "b.tif"), mode="hybrid",
+                        network=net, **common)
+    r = CliRunner().invoke(cli, argv[1:])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b.tif").is_file()
 
 
 def test_progress_parser__chunks_logs_and_errors() -> None:
@@ -168,3 +198,12 @@ def test_qgis__algorithm_runs_reports_progress_errors_and_cancels(tmp_path: Path
             "CANCEL_AT": 5}
     c = run_in_qgis(slow, tmp_path)
     assert c["canceled"] and not (tmp_path / "c.tif").exists(), c
+    # scene mode saves its network; a hybrid run starts from it
+    net = tmp_path / "net.pt"
+    learned = {**base, "METHOD": 0, "ITERATIONS": 3}
+    a = run_in_qgis({**learned, "MODE": 1, "SAVE_NETWORK": str(net),
+                     "OUTPUT": str(tmp_path / "a.tif")}, tmp_path)
+    assert "error" not in a and net.is_file(), a
+    b = run_in_qgis({**learned, "MODE": 2, "NETWORK": str(net),
+                     "OUTPUT": str(tmp_path / "b.tif")}, tmp_path)
+    assert "error" not in b and (tmp_path / "b.tif").is_file(), b

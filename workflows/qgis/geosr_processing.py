@@ -25,6 +25,7 @@ KINDS = (("dem-sr", "DEM / DSM (RGB orthophoto guide)"),
          ("thermal-sr", "Thermal band (RGB guide)"))
 METHODS = ("mmsr", "robself-re", "robself-de", "guided-filter", "bicubic")
 DEVICES = ("auto", "cpu", "cuda")
+MODES = ("tile", "scene", "hybrid")
 
 
 def build_argv(
@@ -42,12 +43,19 @@ def build_argv(
     device: str | None = None,
     seed: int | None = None,
     method_options: dict[str, Any] | None = None,
+    mode: str = "tile",
+    network: str | None = None,
+    save_network: str | None = None,
 ) -> list[str]:
-    """The ``geosr`` command line for one run (program first)."""
+    """The ``geosr`` command line for one run (program first). ``mode``, ``network`` and
+    ``save_network`` are ``--mode``, ``--network`` and ``--save-network`` (learned methods:
+    one network for the scene, started from or kept in a network file)."""
     if kind not in {k for k, _ in KINDS}:
         raise ValueError(f"kind must be one of {[k for k, _ in KINDS]}, got {kind!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
     argv = [executable, kind, "--lr", lr, "--guide", guide, "--scale", str(int(scale)),
             "--method", method, "-o", output, "--overwrite", "--progress", "json", "-q"]
     if lr_band:
@@ -62,6 +70,12 @@ def build_argv(
         argv += ["--seed", str(int(seed))]
     for key, value in (method_options or {}).items():
         argv += ["-O", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    if mode != "tile":
+        argv += ["--mode", mode]
+    if network:
+        argv += ["--network", network]
+    if save_network:
+        argv += ["--save-network", save_network]
     return argv
 
 
@@ -135,6 +149,8 @@ try:
         QgsProcessingParameterBand,
         QgsProcessingParameterDefinition,
         QgsProcessingParameterEnum,
+        QgsProcessingParameterFile,
+        QgsProcessingParameterFileDestination,
         QgsProcessingParameterNumber,
         QgsProcessingParameterRasterDestination,
         QgsProcessingParameterRasterLayer,
@@ -153,6 +169,7 @@ if HAVE_QGIS:
 
         KIND, LR, LR_BAND, GUIDE, SCALE, METHOD = "KIND", "LR", "LR_BAND", "GUIDE", "SCALE", "METHOD"
         ITERATIONS, DEVICE, SEED, OUTPUT = "ITERATIONS", "DEVICE", "SEED", "OUTPUT"
+        MODE, NETWORK, SAVE_NETWORK = "MODE", "NETWORK", "SAVE_NETWORK"
 
         def name(self) -> str:
             return "geosr_superresolution"
@@ -201,6 +218,16 @@ if HAVE_QGIS:
                 QgsProcessingParameterNumber(
                     self.SEED, "Random seed (learned methods)",
                     QgsProcessingParameterNumber.Integer, defaultValue=0),
+                QgsProcessingParameterEnum(
+                    self.MODE, "Mode (learned methods): a network per tile, one for the "
+                    "scene, or one fine-tuned per tile", options=list(MODES), defaultValue=0),
+                QgsProcessingParameterFile(
+                    self.NETWORK, "Start from a network file (scene/hybrid mode)",
+                    extension="pt", optional=True),
+                QgsProcessingParameterFileDestination(
+                    self.SAVE_NETWORK, "Save the scene network to (scene/hybrid mode)",
+                    fileFilter="geosr network (*.pt)", optional=True,
+                    createByDefault=False),
             ]
             for p in advanced:
                 p.setFlags(p.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
@@ -230,6 +257,10 @@ if HAVE_QGIS:
                 iterations=self.parameterAsInt(parameters, self.ITERATIONS, context) or None,
                 device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
                 seed=self.parameterAsInt(parameters, self.SEED, context),
+                mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+                network=self.parameterAsFile(parameters, self.NETWORK, context) or None,
+                save_network=self.parameterAsFileOutput(
+                    parameters, self.SAVE_NETWORK, context) or None,
             )
             feedback.pushCommandInfo(" ".join(argv))
             parser = ProgressParser()
