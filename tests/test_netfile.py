@@ -147,3 +147,20 @@ def test_cli__save_then_start_from_the_network(scene) -> None:
     r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"),
                             "--network", str(d / "n.pt")])
     assert r.exit_code == 2 and "--network needs --mode scene" in r.output
+
+
+def test_cli__network_shows_what_a_file_holds(scene, saved) -> None:
+    net, _ = saved
+    runner = CliRunner()
+    r = runner.invoke(cli, ["network", str(net), "--json"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads(r.stdout)
+    assert meta["method"] == "mmsr" and meta["scale"] == 4 and meta["weights_bytes"] > 1000
+    assert meta["fitted_on"]["fit"]["steps"] == 6
+    r = runner.invoke(cli, ["network", str(net)])
+    assert r.exit_code == 0 and "mmsr network, scale 4, 3-band guide" in r.stdout
+    assert "width=8" in r.stdout and "iterations" not in r.stdout  # network options only
+    bad = scene["dir"] / "bad.pt"
+    bad.write_text("nope")
+    r = runner.invoke(cli, ["network", str(bad)])
+    assert r.exit_code == 2 and "not a geosr network file" in r.output

@@ -18,6 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "thermal-sr": ("geosr.cli.sr", "thermal_sr"),
     "sr": ("geosr.cli.sr", "sr"),
     "methods": ("geosr.cli.methods", "methods_cmd"),
+    "network": ("geosr.cli.network", "network_cmd"),
 }
 
 
