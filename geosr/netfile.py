@@ -42,10 +42,15 @@ def _loop_option_names() -> set[str]:
         f.name for f in dataclasses.fields(MethodOptions)}
 
 
+#: options that neither shape the weights nor change what they compute: the filter's block
+#: size (a speed knob) and the displacement field's smoothness penalty (a loss term)
+_NOT_NETWORK = {"block", "field_tv"}
+
+
 def network_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that define the network (loop settings such as iterations removed)."""
-    loop = _loop_option_names()
-    return {k: v for k, v in sorted(options.items()) if k not in loop}
+    skip = _loop_option_names() | _NOT_NETWORK
+    return {k: v for k, v in sorted(options.items()) if k not in skip}
 
 
 def method_options(plan: Plan) -> dict[str, Any]:

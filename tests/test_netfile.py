@@ -94,10 +94,11 @@ def test_network__a_mismatch_is_refused_before_any_work(scene, saved, change, me
 
 
 def test_network__loop_options_may_differ(scene, saved) -> None:
-    """Iterations, seed or the learning rate do not change the network: accepted."""
+    """Iterations, seed, the learning rate or the filter's block size do not change the
+    network: accepted."""
     net, _ = saved
     s = _run(scene, "ok.tif", "hybrid", network=net,
-             options={**FAST, "iterations": 3, "seed": 5, "lr": 1e-3})
+             options={**FAST, "iterations": 3, "seed": 5, "lr": 1e-3, "block": 4})
     assert s["status"] == "done"
 
 
