@@ -167,3 +167,5 @@ def test_local_attention__narrow_needs_the_fused_kernel_and_a_smaller_odd_size()
         local_attention(x, x, x.clone(), 5, narrow=mask, narrow_size=3)
     with pytest.raises(ValueError, match="narrow_size must be odd and <= size"):
         local_attention(x, x, x, 5, narrow=mask, narrow_size=7)
+    with pytest.raises(ValueError, match=r"narrow must be \(B, 1, H, W\)"):
+        local_attention(x, x, x, 5, narrow=mask[..., :5], narrow_size=3)

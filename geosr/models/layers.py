@@ -107,6 +107,9 @@ def local_attention(
             raise ValueError("narrow needs the fused kernel: pass the same tensor as k and v")
         if narrow_size is None or narrow_size % 2 != 1 or narrow_size > size:
             raise ValueError(f"narrow_size must be odd and <= size ({size}), got {narrow_size}")
+        if narrow.shape != (q.shape[0], 1, *q.shape[-2:]):
+            raise ValueError(f"narrow must be (B, 1, H, W) = {(q.shape[0], 1, *q.shape[-2:])}, "
+                             f"got {tuple(narrow.shape)}")
     if v is k:
         return _FusedLocalAttention.apply(q, k, size, block, narrow, narrow_size)
     return _local_attention_autograd(q, k, v, size, block)
@@ -296,7 +299,8 @@ class _FusedLocalAttention(torch.autograd.Function):
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         masks = None
         if narrow is not None:
-            masks = (narrow.to(torch.uint8), _outer_taps(size, narrow_size).to(q.device))
+            outer = _outer_taps.__wrapped__ if torch.compiler.is_compiling() else _outer_taps
+            masks = (narrow.to(torch.uint8), outer(size, narrow_size).to(q.device))
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
                 _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
