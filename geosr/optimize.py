@@ -75,10 +75,17 @@ class OptimConfig:
     #: "step": the papers' ×lr_decay every decay_every steps (near-constant over 1000
     #: steps); "cosine": half a cosine from lr down to 0 at the last step
     lr_schedule: str = "step"
+    #: ramp the learning rate up linearly over the first ``warmup`` steps (0: none). Meant
+    #: for fits that start from fitted weights (``--network``, hybrid mode): Adam's first
+    #: steps move every weight by about ``lr`` whatever its gradient's size, which can undo
+    #: much of a fitted network before the fit improves it
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):
             raise OptionError(f"lr_schedule must be step or cosine, got {self.lr_schedule!r}")
+        if self.warmup < 0:
+            raise OptionError(f"warmup must be >= 0 steps, got {self.warmup}")
         if not 0.0 <= self.average_tail < 1.0:
             raise OptionError(
                 f"average_tail must be a fraction in [0, 1), got {self.average_tail}")
@@ -211,6 +218,10 @@ def make_optimizer(
     else:
         sched = torch.optim.lr_scheduler.StepLR(
             opt, step_size=cfg.decay_every, gamma=cfg.lr_decay)
+    if cfg.warmup:  # factors multiply: the ramp times the schedule
+        ramp = torch.optim.lr_scheduler.LinearLR(
+            opt, start_factor=1.0 / (cfg.warmup + 1), total_iters=cfg.warmup)
+        sched = torch.optim.lr_scheduler.ChainedScheduler([ramp, sched], optimizer=opt)
     return opt, sched
 
 

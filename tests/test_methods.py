@@ -160,6 +160,26 @@ def test_optimizer__cosine_schedule_reaches_zero_at_the_last_step():
     assert rates["cosine"][-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_optimizer__warmup_ramps_the_rate_then_follows_the_schedule():
+    import torch
+
+    from geosr.errors import OptionError
+    from geosr.optimize import OptimConfig, make_optimizer
+
+    net = torch.nn.Conv2d(1, 1, 1)
+    opt, sched = make_optimizer(net, OptimConfig(warmup=3, decay_every=1, lr_decay=0.5))
+    seen = []
+    for _ in range(6):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # ramp factors 1/4, 2/4, 3/4, 1, 1, 1 times the step decay 1, 1/2, 1/4, ...
+    want = [2e-3 * r * 0.5**i for i, r in enumerate((0.25, 0.5, 0.75, 1, 1, 1))]
+    assert seen == pytest.approx(want)
+    with pytest.raises(OptionError, match="warmup"):
+        get_method("mmsr", warmup=-1)
+
+
 def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     m = build("mmsr", seed=3, device="cpu")

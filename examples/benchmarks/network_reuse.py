@@ -81,6 +81,12 @@ def main() -> None:
                     "the first)")
     ap.add_argument("--further-iterations", type=int, default=200,
                     help="steps of the target's fit from the source network")
+    ap.add_argument("--hybrid-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="method option for the hybrid runs from the source network only, "
+                    "e.g. warmup=5 (repeatable)")
+    ap.add_argument("--runs", default=None,
+                    help="semicolon-separated labels of the target runs to make (default all; "
+                    "the source fit always runs); the others come from an earlier JSON")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--workdir", type=Path, default=None)
@@ -99,6 +105,11 @@ def main() -> None:
     }
     learned = {"preset": args.preset, "seed": args.seed, "iterations": args.iterations}
     hybrid = [int(x) for x in str(args.hybrid_iterations).split(",")]
+    from geosr.cli.options import parse_option_value
+
+    tuned = {**learned, **{k: parse_option_value(v) for k, _, v in
+                           (kv.partition("=") for kv in args.hybrid_set)}}
+    result["settings"]["hybrid_set"] = args.hybrid_set
     runs: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
         # (label, part, method, scene settings, run keywords)
         ("source scene fit, saved", "source", args.method, {"mode": "scene"},
@@ -112,11 +123,17 @@ def main() -> None:
          {"mode": "scene", "network": str(net)}, {}),
         *[(f"hybrid from source network, {h} steps" if len(hybrid) > 1
            else "hybrid from source network", "target", args.method,
-           {"mode": "hybrid", "network": str(net), "hybrid_iterations": h}, {}) for h in hybrid],
+           {"mode": "hybrid", "network": str(net), "hybrid_iterations": h},
+           {"options": tuned}) for h in hybrid],
         ("scene from source network, fitted further", "target", args.method,
          {"mode": "scene", "network": str(net), "iterations": args.further_iterations}, {}),
     ]
+    wanted = None if args.runs is None else set(args.runs.split(";"))
     for label, part, method, scene_kw, kw in runs:
+        if wanted is not None and part == "target" and label not in wanted:
+            continue
+        kw = dict(kw)
+        options = kw.pop("options", learned)
         data = parts[part]
         scene = SceneConfig(crop=args.scene_crop, **scene_kw)
         out = work / f"{len(result['runs'])}.tif"
@@ -124,7 +141,7 @@ def main() -> None:
         with PeakMemory() as mem:
             summary = pipeline.run(
                 data["lr"], str(args.guide), out, scale=args.scale, method=method,
-                method_options={} if method == "bicubic" else learned,
+                method_options={} if method == "bicubic" else options,
                 tiling=TilingConfig(tile_size=args.tile_size), scene=scene,
                 output=OutputConfig(overwrite=True), **kw)
         wall = time.perf_counter() - t0
@@ -146,8 +163,8 @@ def main() -> None:
         print(json.dumps(rec, default=str), file=sys.stderr, flush=True)
         if args.json:
             args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    tile = next(r for r in result["runs"] if r["run"] == "tile")
-    for r in result["runs"]:
+    tile = next((r for r in result["runs"] if r["run"] == "tile"), None)
+    for r in result["runs"] if tile else []:
         if r["part"] == "target" and r["method"] != "bicubic":
             r["speedup_vs_tile"] = round(tile["wall_seconds"] / r["wall_seconds"], 2)
             r["rmse_vs_tile"] = round(r["rmse_m"] / tile["rmse_m"], 3)

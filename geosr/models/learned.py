@@ -35,6 +35,8 @@ class LearnedOptions(MethodOptions):
     average_tail: float = 0.0
     #: "step" (the papers' decay) or "cosine" (to 0 at the last step); see OptimConfig
     lr_schedule: str = "step"
+    #: linear learning-rate ramp over the first steps (see OptimConfig.warmup); 0 = none
+    warmup: int = 0
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
@@ -53,6 +55,7 @@ class LearnedOptions(MethodOptions):
             trim_memory=self.trim_memory,
             average_tail=self.average_tail,
             lr_schedule=self.lr_schedule,
+            warmup=self.warmup,
         )
 
 
