@@ -180,6 +180,32 @@ def test_optimizer__warmup_ramps_the_rate_then_follows_the_schedule():
         get_method("mmsr", warmup=-1)
 
 
+def test_learned__warmup_only_for_fits_from_fitted_weights(tiny_pair, monkeypatch):
+    """The default ramp (5 steps) applies when a fit starts from fitted weights (hybrid
+    tiles, --network refits) and never to a fit from scratch."""
+    from geosr import optimize
+    from geosr.models.learned import dump_state
+
+    seen = []
+    make = optimize.make_optimizer
+
+    def spy(model, cfg):
+        seen.append(cfg.warmup)
+        return make(model, cfg)
+
+    monkeypatch.setattr(optimize, "make_optimizer", spy)
+    lr, guide, scale = normalised(tiny_pair)
+    mask = np.ones_like(lr, bool)
+    m = build("mmsr", iterations=2, device="cpu")
+    assert m.options.warmup == 5
+    m.fit(lr, guide, scale, mask)
+    state = dump_state(m.build_model(guide.shape[0], scale))
+    m.fit(lr, guide, scale, mask, init_state=state)
+    build("mmsr", iterations=2, device="cpu", warmup=0).fit(lr, guide, scale, mask,
+                                                            init_state=state)
+    assert seen == [0, 5, 0]
+
+
 def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     m = build("mmsr", seed=3, device="cpu")

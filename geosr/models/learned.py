@@ -35,8 +35,11 @@ class LearnedOptions(MethodOptions):
     average_tail: float = 0.0
     #: "step" (the papers' decay) or "cosine" (to 0 at the last step); see OptimConfig
     lr_schedule: str = "step"
-    #: linear learning-rate ramp over the first steps (see OptimConfig.warmup); 0 = none
-    warmup: int = 0
+    #: linear learning-rate ramp over the first steps of fits that start from fitted
+    #: weights: hybrid mode's per-tile fits and --network with --scene-iterations (see
+    #: OptimConfig.warmup; README, "Reusing a network on another scene"). Fits from
+    #: scratch never ramp. 0 = none
+    warmup: int = 5
 
     def __post_init__(self) -> None:
         self.optim_config()  # validates
@@ -97,7 +100,7 @@ class LearnedMethod(Method):
         """
         from ..optimize import fit, seeded
 
-        cfg = self.optim_config()
+        cfg = self.optim_config(**({} if init_state is not None else {"warmup": 0}))
         with seeded(cfg.seed):
             model = self.build_model(guide.shape[0], scale)
             if init_state is not None:
@@ -115,6 +118,8 @@ class LearnedMethod(Method):
         from ..optimize import fit_samples, seeded
 
         changes = {} if iterations is None else {"iterations": int(iterations)}
+        if init_state is None:  # the ramp is for fits from fitted weights only
+            changes["warmup"] = 0
         cfg = self.optim_config(**changes)
         with seeded(cfg.seed):
             model = self.build_model(guide_channels, scale)
