@@ -61,34 +61,14 @@ def method_options(plan: Plan) -> dict[str, Any]:
     return json.loads(json.dumps(opts, default=str))
 
 
-def check_network_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Check that a network file can be written at ``path`` before any work is done."""
-    p = Path(path)
-    folder = p.parent if str(p.parent) else Path(".")
-    if not folder.is_dir():
-        raise InputError(f"the folder of --save-network {str(p)!r} does not exist; create it "
-                         "first (mkdir -p) or choose another path")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"the folder {str(folder)!r} is not writable; choose another "
-                         "--save-network path")
-    if p.is_dir():
-        raise InputError(f"--save-network {str(p)!r} is a folder; give a file path such as "
-                         f"{str(p / 'network.pt')!r}")
-    if p.exists() and not overwrite:
-        raise InputError(f"the network file {str(p)!r} exists; pass --overwrite to replace it "
-                         "or choose another --save-network path")
-    return p
-
-
 def save_network(
     path: str | os.PathLike[str], plan: Plan, state: bytes, summary: dict[str, Any] | None
 ) -> Path:
     """Write the scene network ``state`` of ``plan`` to ``path`` (atomically)."""
-    import tempfile
-
     import torch
 
     from . import __version__
+    from .io import temp_path
 
     meta = {
         "geosr": __version__,
@@ -104,13 +84,12 @@ def save_network(
             "meta": json.dumps(meta, default=str),
             "state": torch.frombuffer(bytearray(state), dtype=torch.uint8)}
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent or ".")
+    tmp = temp_path(p, ".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
+        torch.save(blob, tmp)
         os.replace(tmp, p)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return p
 

@@ -807,18 +807,20 @@ def write_mosaic(
 
 # -- driver ------------------------------------------------------------------------------
 def scene_network(
-    plan: Plan, store: Any, *, progress: Callable[[int, int, float], None] | None = None
+    plan: Plan, store: Any, *, progress: Callable[[int, int, float], None] | None = None,
+    init: bytes | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
     """The plan with its scene network: reused from the tile store (a resumed run), taken
     from the network file ``plan.scene.network`` (fitted further when
-    ``plan.scene.iterations`` is given), or fitted now; stored in the tile store."""
+    ``plan.scene.iterations`` is given; ``init``: its weights, if already loaded), or
+    fitted now; stored in the tile store."""
     from .scene import network_for_scene
 
     key = "scene-model"
     if store.has(key):
         state = bytes(np.asarray(store.get(key)))
         return dataclasses.replace(plan, scene_state=state), {"reused": True}
-    plan, summary = network_for_scene(plan, progress=progress)
+    plan, summary = network_for_scene(plan, progress=progress, init=init)
     assert plan.scene_state is not None
     store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
     return plan, summary
@@ -898,13 +900,12 @@ def run(
         out_path, overwrite=output.overwrite, inputs=(str(lr_path), str(guide_path))
     )
     if save_network is not None:
-        from .netfile import check_network_path
-
         if scene.mode == "tile":
             raise OptionError(
                 "--save-network needs --mode scene or hybrid: tile mode fits a network per "
                 "tile and has no scene network to save")
-        check_network_path(save_network, overwrite=output.overwrite)
+        check_output_path(save_network, overwrite=output.overwrite,
+                          inputs=(str(lr_path), str(guide_path)))
     plan = make_plan(
         lr_path,
         guide_path,
@@ -918,10 +919,11 @@ def run(
         guide_resampling=guide_resampling,
         scene=scene,
     )
+    init = None
     if plan.scene.network is not None:  # a bad network file fails before any work
         from .netfile import load_network
 
-        load_network(plan.scene.network, plan)
+        init = load_network(plan.scene.network, plan)
     timings["plan"] = time.perf_counter() - t0
     t = time.perf_counter()
     stage("stats")
@@ -937,7 +939,8 @@ def run(
         if plan.scene.mode != "tile":
             t = time.perf_counter()
             stage("scene")
-            plan, scene_summary = scene_network(plan, store, progress=scene_progress)
+            plan, scene_summary = scene_network(plan, store, progress=scene_progress,
+                                                init=init)
             timings["scene"] = time.perf_counter() - t
             if save_network is not None:
                 from .netfile import save_network as write_network

@@ -66,8 +66,8 @@ class SceneConfig:
             raise OptionError(f"mode must be one of {', '.join(MODES)}; got {self.mode!r}")
         if self.network is not None and self.mode == "tile":
             raise OptionError(
-                "--network needs --mode scene (apply it to every tile) or --mode hybrid "
-                "(fine-tune it per tile); tile mode fits a fresh network per tile")
+                "--network needs --mode scene or hybrid (scene applies it to every tile, "
+                "hybrid fine-tunes it per tile); tile mode fits a fresh network per tile")
         if self.iterations is not None and self.iterations < 1:
             raise OptionError(f"scene iterations must be >= 1, got {self.iterations}")
         if self.crop < 4:
@@ -178,13 +178,14 @@ def fit_scene(
 
 
 def network_for_scene(
-    plan: Plan, *, progress: Callable[[int, int, float], None] | None = None
+    plan: Plan, *, progress: Callable[[int, int, float], None] | None = None,
+    init: bytes | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
     """The plan carrying its scene network: taken from the network file
     ``plan.scene.network`` (:mod:`geosr.netfile`; fitted further when
-    ``plan.scene.iterations`` is given) or fitted now; and a summary."""
-    init = None
-    if plan.scene.network is not None:
+    ``plan.scene.iterations`` is given; ``init``: its weights, if the caller has loaded
+    and checked them already) or fitted now; and a summary."""
+    if init is None and plan.scene.network is not None:
         from .netfile import load_network
 
         init = load_network(plan.scene.network, plan)

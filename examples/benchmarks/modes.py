@@ -77,9 +77,46 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "transform": t, "lr_shape": list(lr.shape)}
 
 
-def main() -> None:
+def run_scored(lr: str, guide: str, out: Path, reference: np.ndarray, transform: Affine,
+               **run_kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``geosr.pipeline.run(lr, guide, out, **run_kw)``, timed, with its peak memory and its
+    output scored against ``reference`` (on the grid ``transform``): the record's common
+    fields, and the run's summary."""
     from geosr import pipeline
     from geosr.evaluate import PeakMemory
+
+    t0 = time.perf_counter()
+    with PeakMemory() as mem:
+        summary = pipeline.run(lr, guide, out, **run_kw)
+    wall = time.perf_counter() - t0
+    with rasterio.open(out) as dst:
+        pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
+        assert dst.transform == transform, "output grid differs from the reference"
+    ok = np.isfinite(pred) & np.isfinite(reference)
+    err = pred[ok] - reference[ok]
+    return {
+        "rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
+        "mae_m": round(float(np.mean(np.abs(err))), 4),
+        "wall_seconds": round(wall, 2), "peak_rss_gb": round(mem.peak / 1e9, 3),
+        "tiles": summary["tiles"], "stage_seconds": summary["seconds"],
+        "scene_fit": summary.get("scene_fit"), "mode_settings": summary.get("mode"),
+    }, summary
+
+
+def compare_to_tile(runs: list[dict[str, Any]], tile: dict[str, Any] | None, pick) -> None:
+    """Add ``speedup_vs_tile`` and ``rmse_vs_tile`` to the runs ``pick(run)`` selects."""
+    for r in runs if tile else []:
+        if pick(r):
+            r["speedup_vs_tile"] = round(tile["wall_seconds"] / r["wall_seconds"], 2)
+            r["rmse_vs_tile"] = round(r["rmse_m"] / tile["rmse_m"], 3)
+
+
+def save(result: dict[str, Any], path: Path | None) -> None:
+    if path:
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def main() -> None:
     from geosr.pipeline import OutputConfig, TilingConfig
     from geosr.scene import SceneConfig
 
@@ -119,45 +156,23 @@ def main() -> None:
         scene = SceneConfig(mode=mode, iterations=args.scene_iterations, crop=args.scene_crop,
                             hybrid_iterations=args.hybrid_iterations)
         out = work / f"{method}-{mode}.tif"
-        t0 = time.perf_counter()
-        with PeakMemory() as mem:
-            summary = pipeline.run(
-                data["lr"], data["guide"], out, scale=args.scale, method=method,
-                method_options=opts, guide_bands=data["guide_bands"],
-                tiling=TilingConfig(tile_size=args.tile_size), scene=scene,
-                output=OutputConfig(overwrite=True))
-        wall = time.perf_counter() - t0
-        with rasterio.open(out) as dst:
-            pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
-            assert dst.transform == data["transform"], "output grid differs from the reference"
-        ok = np.isfinite(pred) & np.isfinite(ref)
-        err = pred[ok] - ref[ok]
-        rec = {
-            "method": method, "mode": mode,
-            "rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
-            "mae_m": round(float(np.mean(np.abs(err))), 4),
-            "wall_seconds": round(wall, 2),
-            "output_mpx_per_minute": round(ref.size / 1e6 / wall * 60, 3),
-            "peak_rss_gb": round(mem.peak / 1e9, 3),
-            "tiles": summary["tiles"], "stage_seconds": summary["seconds"],
-            "scene_fit": summary.get("scene_fit"), "mode_settings": summary.get("mode"),
-        }
+        scored, summary = run_scored(
+            data["lr"], data["guide"], out, ref, data["transform"], scale=args.scale,
+            method=method, method_options=opts, guide_bands=data["guide_bands"],
+            tiling=TilingConfig(tile_size=args.tile_size), scene=scene,
+            output=OutputConfig(overwrite=True))
+        rec = {"method": method, "mode": mode, **scored,
+               "output_mpx_per_minute": round(ref.size / 1e6 / scored["wall_seconds"] * 60, 3)}
         if mode != "tile":  # the per-tile cost once the scene network exists
             tiles_s = summary["seconds"].get("tiles", 0.0)
             rec["tiles_mpx_per_minute"] = round(ref.size / 1e6 / max(tiles_s, 1e-9) * 60, 3)
         result["runs"].append(rec)
         print(json.dumps(rec), file=sys.stderr, flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        save(result, args.json)
     tile = next((r for r in result["runs"] if r["mode"] == "tile" and r["method"] != "bicubic"),
                 None)
-    if tile:
-        for r in result["runs"]:
-            if r["mode"] in ("scene", "hybrid"):
-                r["speedup_vs_tile"] = round(tile["wall_seconds"] / r["wall_seconds"], 2)
-                r["rmse_vs_tile"] = round(r["rmse_m"] / tile["rmse_m"], 3)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    compare_to_tile(result["runs"], tile, lambda r: r["mode"] in ("scene", "hybrid"))
+    save(result, args.json)
     print(json.dumps(result, indent=2, default=str))
 
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modes import write  # noqa: E402
+from modes import compare_to_tile, run_scored, save, write  # noqa: E402
 
 
 def split(dem: Path, scale: int, west: float, work: Path) -> dict[str, dict[str, Any]]:
@@ -59,8 +58,6 @@ def split(dem: Path, scale: int, west: float, work: Path) -> dict[str, dict[str,
 
 
 def main() -> None:
-    from geosr import pipeline
-    from geosr.evaluate import PeakMemory
     from geosr.pipeline import OutputConfig, TilingConfig
     from geosr.scene import SceneConfig
 
@@ -111,65 +108,43 @@ def main() -> None:
                            (kv.partition("=") for kv in args.hybrid_set)}}
     result["settings"]["hybrid_set"] = args.hybrid_set
     runs: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
-        # (label, part, method, scene settings, run keywords)
-        ("source scene fit, saved", "source", args.method, {"mode": "scene"},
+        # (label, part, method options (None: bicubic), scene settings, run keywords)
+        ("source scene fit, saved", "source", learned, {"mode": "scene"},
          {"save_network": net}),
-        ("bicubic", "target", "bicubic", {"mode": "tile"}, {}),
-        ("tile", "target", args.method, {"mode": "tile"}, {}),
-        ("scene (own fit)", "target", args.method, {"mode": "scene"}, {}),
-        ("hybrid (own scene fit)", "target", args.method,
+        ("bicubic", "target", None, {"mode": "tile"}, {}),
+        ("tile", "target", learned, {"mode": "tile"}, {}),
+        ("scene (own fit)", "target", learned, {"mode": "scene"}, {}),
+        ("hybrid (own scene fit)", "target", learned,
          {"mode": "hybrid", "hybrid_iterations": hybrid[0]}, {}),
-        ("scene from source network", "target", args.method,
+        ("scene from source network", "target", learned,
          {"mode": "scene", "network": str(net)}, {}),
         *[(f"hybrid from source network, {h} steps" if len(hybrid) > 1
-           else "hybrid from source network", "target", args.method,
-           {"mode": "hybrid", "network": str(net), "hybrid_iterations": h},
-           {"options": tuned}) for h in hybrid],
-        ("scene from source network, fitted further", "target", args.method,
+           else "hybrid from source network", "target", tuned,
+           {"mode": "hybrid", "network": str(net), "hybrid_iterations": h}, {})
+          for h in hybrid],
+        ("scene from source network, fitted further", "target", learned,
          {"mode": "scene", "network": str(net), "iterations": args.further_iterations}, {}),
     ]
     wanted = None if args.runs is None else set(args.runs.split(";"))
-    for label, part, method, scene_kw, kw in runs:
+    for label, part, options, scene_kw, kw in runs:
         if wanted is not None and part == "target" and label not in wanted:
             continue
-        kw = dict(kw)
-        options = kw.pop("options", learned)
+        method = args.method if options is not None else "bicubic"
         data = parts[part]
         scene = SceneConfig(crop=args.scene_crop, **scene_kw)
-        out = work / f"{len(result['runs'])}.tif"
-        t0 = time.perf_counter()
-        with PeakMemory() as mem:
-            summary = pipeline.run(
-                data["lr"], str(args.guide), out, scale=args.scale, method=method,
-                method_options={} if method == "bicubic" else options,
-                tiling=TilingConfig(tile_size=args.tile_size), scene=scene,
-                output=OutputConfig(overwrite=True), **kw)
-        wall = time.perf_counter() - t0
-        ref = data["reference"]
-        with rasterio.open(out) as dst:
-            pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
-            assert dst.transform == data["transform"], "output grid differs from the reference"
-        ok = np.isfinite(pred) & np.isfinite(ref)
-        err = pred[ok] - ref[ok]
-        rec = {
-            "run": label, "part": part, "method": method, "mode": scene.mode,
-            "rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
-            "mae_m": round(float(np.mean(np.abs(err))), 4),
-            "wall_seconds": round(wall, 2), "peak_rss_gb": round(mem.peak / 1e9, 3),
-            "tiles": summary["tiles"], "stage_seconds": summary["seconds"],
-            "scene_fit": summary.get("scene_fit"), "mode_settings": summary.get("mode"),
-        }
+        scored, _ = run_scored(
+            data["lr"], str(args.guide), work / f"{len(result['runs'])}.tif",
+            data["reference"], data["transform"], scale=args.scale, method=method,
+            method_options=options or {}, tiling=TilingConfig(tile_size=args.tile_size),
+            scene=scene, output=OutputConfig(overwrite=True), **kw)
+        rec = {"run": label, "part": part, "method": method, "mode": scene.mode, **scored}
         result["runs"].append(rec)
         print(json.dumps(rec, default=str), file=sys.stderr, flush=True)
-        if args.json:
-            args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        save(result, args.json)
     tile = next((r for r in result["runs"] if r["run"] == "tile"), None)
-    for r in result["runs"] if tile else []:
-        if r["part"] == "target" and r["method"] != "bicubic":
-            r["speedup_vs_tile"] = round(tile["wall_seconds"] / r["wall_seconds"], 2)
-            r["rmse_vs_tile"] = round(r["rmse_m"] / tile["rmse_m"], 3)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    compare_to_tile(result["runs"], tile,
+                    lambda r: r["part"] == "target" and r["method"] != "bicubic")
+    save(result, args.json)
     print(json.dumps(result, indent=2, default=str))
 
 

@@ -66,6 +66,7 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
     from ..batch import read_manifest, run_batch, state_dir_for
     from ..cluster import dask_client
     from ..errors import GeosrError, OptionError
+    from ..scene import SceneConfig
     from .main import configure_logging
     from .sr import wants_gpu
 
@@ -82,10 +83,10 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
         defaults = batch_defaults(kw, None if preset == "none" else preset)
         for sc in scenes:  # a network file with tile mode would fail every scene: say so now
             st = {**defaults, **dict(sc.settings)}
-            if st.get("network") and (st.get("mode") or "tile") == "tile":
-                raise OptionError(
-                    f"scene {sc.id!r} starts from the network {st['network']!r} in tile mode; "
-                    "--network needs --mode scene or hybrid (on the command line or per scene)")
+            try:
+                SceneConfig(mode=st.get("mode") or "tile", network=st.get("network"))
+            except OptionError as exc:
+                raise OptionError(f"scene {sc.id!r}: {exc}") from exc
         state = state_dir or state_dir_for(manifest)
         n = len(scenes)
 

@@ -87,7 +87,11 @@ class LearnedMethod(Method):
         """Loop settings that differ from the MMSR/RobSelf defaults (e.g. no lr decay)."""
         return {}
 
-    def optim_config(self, **changes: Any) -> Any:
+    def optim_config(self, *, from_weights: bool = False, **changes: Any) -> Any:
+        """The loop's settings for a fit from scratch, or with ``from_weights`` for one that
+        starts from fitted weights: only those ramp the rate up (``warmup``)."""
+        if not from_weights:
+            changes = {"warmup": 0, **changes}
         return dataclasses.replace(
             self.options.optim_config(), **{**self.optim_overrides(), **changes}
         )
@@ -100,7 +104,7 @@ class LearnedMethod(Method):
         """
         from ..optimize import fit, seeded
 
-        cfg = self.optim_config(**({} if init_state is not None else {"warmup": 0}))
+        cfg = self.optim_config(from_weights=init_state is not None)
         with seeded(cfg.seed):
             model = self.build_model(guide.shape[0], scale)
             if init_state is not None:
@@ -118,9 +122,7 @@ class LearnedMethod(Method):
         from ..optimize import fit_samples, seeded
 
         changes = {} if iterations is None else {"iterations": int(iterations)}
-        if init_state is None:  # the ramp is for fits from fitted weights only
-            changes["warmup"] = 0
-        cfg = self.optim_config(**changes)
+        cfg = self.optim_config(from_weights=init_state is not None, **changes)
         with seeded(cfg.seed):
             model = self.build_model(guide_channels, scale)
             if init_state is not None:
