@@ -166,20 +166,25 @@ def _rows(
     ``left``/``right`` zeros: ``(C, r1 - r0, left + W + right)``. Only the chunk is copied."""
     h = x.shape[-2]
     a, e = max(0, r0), min(h, r1)
+    if (a, e, left, right) == (r0, r1, 0, 0):  # inside the image: a view (cast if needed)
+        return x[bi, :, a:e].to(dtype)
     return F.pad(x[bi, :, a:e].to(dtype), (left, right, a - r0, r1 - e))
 
 
 class _FusedLocalAttention(torch.autograd.Function):
     """``local_attention(q, kv, kv)`` with a hand-written, chunked, recomputing backward.
 
-    Per chunk of block rows: ``S = Q R`` (queries against the key region), gather the
-    ``k^2`` logits, softmax ``A``, scatter into ``D``, ``O = D R^T``. Backward keeps ``A``
-    from the forward pass, recomputes ``R, D`` and uses ``dD = dO R``,
-    ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and ``dR = dO^T D + Q^T dS`` (key and
-    value gradients together), summed back onto the image by :meth:`_fold`. The GEMMs run
-    in float32, or in autocast's dtype (bf16) under autocast; the softmax, the kept
-    weights and the accumulated outputs and gradients are float32. No padded copy of a
-    whole feature map is made: each chunk pads its own rows, and results are written
+    Per chunk of block rows: ``S = Q R`` (queries against the key region), read the
+    ``k^2`` logits of each pixel, softmax ``A``, write them into ``D``, ``O = D R^T``.
+    Backward keeps ``A`` from the forward pass, recomputes ``R, D`` and uses
+    ``dD = dO R``, ``dL = A (dA - sum A dA)``, ``dQ = dS R^T`` and
+    ``dR = dO^T D + Q^T dS`` (key and value gradients together, computed channels last),
+    summed back onto the image by :meth:`_fold`. The taps are read and written through a
+    strided view (:meth:`_taps`), not ``gather``/``scatter``. The GEMMs run in float32, or
+    in autocast's dtype (bf16) under autocast; the softmax, the kept weights and the
+    summed key/value gradients are float32, and the output and the query gradient, each
+    value of which comes from one GEMM, are made in the features' dtype. No padded copy of
+    a whole feature map is made: each chunk pads its own rows, and results are written
     straight into ``(B, C, H, W)`` buffers.
     """
 
@@ -203,27 +208,46 @@ class _FusedLocalAttention(torch.autograd.Function):
         return q.new_zeros((n * nw, block * block, region * region), dtype=dtype)
 
     @staticmethod
-    def _fold(gr, nr, nw, c, size, block):
-        """Sum the ``(nr*nw, C, R^2)`` region gradients into ``(C, (nr-1)*b+R, (nw-1)*b+R)``.
+    def _taps(x, size, block):
+        """The ``k^2`` neighbourhood entries of every pixel in a contiguous
+        ``(n, b^2, R^2)`` block-by-region matrix, as a strided ``(n, b, b, k, k)`` view.
 
-        ``F.fold`` would do it, but wants the regions as columns, i.e. a transposed copy
-        of ``gr``; here the ``R x R`` region is cut into ``b x b`` tiles, and tile
-        ``(ty, tx)`` of every block is added to the block ``ty`` rows and ``tx`` columns
-        further on, one strided add per tile offset.
+        Pixel ``(py, px)``'s tap ``(oy, ox)`` sits at row ``py*b + px``, column
+        ``(py+oy)*R + px+ox``, so all of them are one ``as_strided`` view: reading or
+        writing the taps is a plain strided copy (cheaper than ``gather``/``scatter``
+        with an index tensor, and the copy can cast at the same time).
+        """
+        region = block + size - 1
+        rr = region * region
+        return x.as_strided(
+            (x.shape[0], block, block, size, size),
+            (x.stride(0), block * rr + region, rr + 1, region, 1),
+            x.storage_offset(),
+        )
+
+    @staticmethod
+    def _fold(grt, nr, nw, c, size, block):
+        """Sum the channels-last ``(nr*nw, R^2, C)`` region gradients into
+        ``((nr-1)*b+R, (nw-1)*b+R, C)`` (float32).
+
+        ``F.fold`` would do it, but wants the regions as columns, i.e. a transposed copy;
+        here the ``R x R`` region is cut into ``b x b`` tiles, and tile ``(ty, tx)`` of
+        every block is added to the block ``ty`` rows and ``tx`` columns further on, one
+        strided add per tile offset. Channels last, each add runs over ``b*C`` contiguous
+        values at a time (and casts bf16 to float32 as it goes).
         """
         region = block + size - 1
         t = -(-region // block)
-        acc = gr.new_zeros((c, nr + t - 1, block, nw + t - 1, block), dtype=torch.float32)
-        # sums in float32; one contiguous cast is cheaper than one per strided add
-        g = gr.float().view(nr, nw, c, region, region)
+        acc = grt.new_zeros((nr + t - 1, block, nw + t - 1, block, c), dtype=torch.float32)
+        g = grt.view(nr, nw, region, region, c)
         for ty in range(t):
             hs = min(block, region - ty * block)
             for tx in range(t):
                 ws = min(block, region - tx * block)
-                src = g[:, :, :, ty * block : ty * block + hs, tx * block : tx * block + ws]
-                acc[:, ty : ty + nr, :hs, tx : tx + nw, :ws] += src.permute(2, 0, 3, 1, 4)
-        acc = acc.view(c, (nr + t - 1) * block, (nw + t - 1) * block)
-        return acc[:, : (nr - 1) * block + region, : (nw - 1) * block + region]
+                src = g[:, :, ty * block : ty * block + hs, tx * block : tx * block + ws]
+                acc[ty : ty + nr, :hs, tx : tx + nw, :ws] += src.permute(0, 2, 1, 3, 4)
+        acc = acc.view((nr + t - 1) * block, (nw + t - 1) * block, c)
+        return acc[: (nr - 1) * block + region, : (nw - 1) * block + region]
 
     @staticmethod
     def _grid(q, block):
@@ -231,11 +255,11 @@ class _FusedLocalAttention(torch.autograd.Function):
         return h, w, -(-h // block), -(-w // block)
 
     @staticmethod
-    def _chunk(q, kv, bi, y0, y1, nw, size, block, idx, dense, attn=None, narrow=None):
-        """Queries (n, b^2, C), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
+    def _chunk(q, kv, bi, y0, y1, nw, size, block, dense, attn=None, narrow=None):
+        """Queries (n, C, b^2), regions (n, C, R^2), attention (n, b^2, k^2), dense D.
 
         ``dense`` is a zeroed ``(blocks, b^2, R^2)`` buffer reused across chunks: only the
-        ``k^2`` positions of ``idx`` are ever written, the same in every chunk, so the
+        ``k^2`` taps of :meth:`_taps` are ever written, the same in every chunk, so the
         others stay zero and the buffer needs no refill. With ``attn`` given (backward
         pass) the scores and softmax are not recomputed. ``narrow``: ``(narrow pixel map,
         outer taps)``; the outer taps of narrow pixels get no weight (their logits are
@@ -246,27 +270,42 @@ class _FusedLocalAttention(torch.autograd.Function):
         nr, region, pad = y1 - y0, block + size - 1, size // 2
         dt = dense.dtype
         qc = _rows(q, bi, y0 * block, y1 * block, 0, nw * block - w, dt)  # (C, nr*b, nw*b)
-        qc = _FusedLocalAttention._from_image(qc, c, nr, nw, block)
+        qc = _FusedLocalAttention._blocks(qc, c, nr, nw, block)
         rc = _rows(kv, bi, y0 * block - pad, y1 * block + pad, pad, pad + nw * block - w, dt)
         rc = rc.unfold(1, region, block).unfold(2, region, block)  # C, nr, nw, R, R
         rc = rc.permute(1, 2, 0, 3, 4).reshape(nr * nw, c, region * region)
-        ix = idx.unsqueeze(0).expand(nr * nw, -1, -1)
+        n, taps = nr * nw, _FusedLocalAttention._taps
         if attn is None:
-            logits = torch.bmm(qc, rc).gather(2, ix)
+            scores = torch.bmm(qc.transpose(1, 2), rc)  # (n, b^2, R^2)
+            logits = scores.new_empty((n, block * block, size * size), dtype=torch.float32)
+            logits.view(n, block, block, size, size).copy_(taps(scores, size, block))
             if narrow is not None:
                 pix, outer = narrow
                 pix = _rows(pix, bi, y0 * block, y1 * block, 0, nw * block - w, pix.dtype)
                 pix = _FusedLocalAttention._from_image(pix, 1, nr, nw, block).bool()  # n,b^2,1
                 logits = logits.masked_fill(pix & outer, float("-inf"))
-            attn = torch.softmax(logits, dim=-1, dtype=torch.float32)
-        dense = dense[: nr * nw].scatter_(2, ix, attn.to(dt))
-        return qc, rc, attn, dense, ix
+            attn = torch.softmax(logits, dim=-1)
+        dense = dense[:n]
+        taps(dense, size, block).copy_(attn.view(n, block, block, size, size))
+        return qc, rc, attn, dense
 
     @staticmethod
-    def _to_image(x, c, nr, nw, block):
-        """(nr*nw, b^2, C) -> (C, nr*b, nw*b)."""
-        x = x.reshape(nr, nw, block, block, c).permute(4, 0, 2, 1, 3)
-        return x.reshape(c, nr * block, nw * block)
+    def _blocks(x, c, nr, nw, block):
+        """(C, nr*b, nw*b) -> (nr*nw, C, b^2), one copy."""
+        x = x.reshape(c, nr, block, nw, block).permute(1, 3, 0, 2, 4)
+        return x.reshape(nr * nw, c, block * block)
+
+    @staticmethod
+    def _put(dst, x, bi, y0, nr, nw, block):
+        """Write blocks ``x`` (nr*nw, C, b^2) into rows ``y0*b:`` of ``dst[bi]`` (C, H, W),
+        clipped to the image; one (casting) copy when the blocks tile it exactly."""
+        c, h, w = dst.shape[1:]
+        x = x.view(nr, nw, c, block, block).permute(2, 0, 3, 1, 4)  # C, nr, b, nw, b
+        r0, e = y0 * block, min(h, (y0 + nr) * block)
+        if e - r0 == nr * block and w == nw * block:
+            dst[bi, :, r0:e].view(c, nr, block, nw, block).copy_(x)
+        else:
+            dst[bi, :, r0:e] = x.reshape(c, nr * block, nw * block)[:, : e - r0, :w]
 
     @staticmethod
     def _from_image(x, c, nr, nw, block):
@@ -289,8 +328,9 @@ class _FusedLocalAttention(torch.autograd.Function):
     def _forward(ctx, q, kv, size, block, narrow, narrow_size):
         bsz, c = q.shape[:2]
         h, w, nh, nw = _FusedLocalAttention._grid(q, block)
-        idx = _index_on(size, block, q.device)
-        out = q.new_empty((bsz, c, h, w), dtype=torch.float32)
+        # Every output value is written once, from one GEMM: no float32 sum is needed, so
+        # the output is made in the features' dtype (no cast copy of the whole map).
+        out = torch.empty_like(q, memory_format=torch.contiguous_format)
         # The attention weights are small (k^2 per pixel); keeping them spares the
         # backward pass one GEMM and the softmax per chunk. They go into one buffer made
         # up front: chunk-sized pieces kept between short-lived temporaries would leave
@@ -303,18 +343,15 @@ class _FusedLocalAttention(torch.autograd.Function):
             masks = (narrow.to(torch.uint8), outer(size, narrow_size).to(q.device))
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
-                _, rc, attn, dense, _ = _FusedLocalAttention._chunk(
-                    q, kv, bi, y0, y1, nw, size, block, idx, buf, narrow=masks
+                _, rc, attn, dense = _FusedLocalAttention._chunk(
+                    q, kv, bi, y0, y1, nw, size, block, buf, narrow=masks
                 )
                 attn_all[bi, y0 * nw : y1 * nw] = attn
-                o = _FusedLocalAttention._to_image(
-                    torch.bmm(dense, rc.transpose(1, 2)), c, y1 - y0, nw, block
-                )
-                e = min(h, y1 * block)
-                out[bi, :, y0 * block : e] = o[:, : e - y0 * block, :w]
+                o = torch.bmm(rc, dense.transpose(1, 2))  # (n, C, b^2)
+                _FusedLocalAttention._put(out, o, bi, y0, y1 - y0, nw, block)
         ctx.save_for_backward(q, kv, attn_all)
         ctx.size, ctx.block = size, block
-        return out.to(q.dtype)
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
@@ -328,36 +365,38 @@ class _FusedLocalAttention(torch.autograd.Function):
         bsz, c = q.shape[:2]
         h, w, nh, nw = _FusedLocalAttention._grid(q, block)
         pad = size // 2
-        idx = _index_on(size, block, q.device)
-        gq = q.new_empty((bsz, c, h, w), dtype=torch.float32)
+        gq = torch.empty_like(q, memory_format=torch.contiguous_format)  # written once
         gkv = q.new_zeros((bsz, c, h, w), dtype=torch.float32)
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         gbuf = torch.zeros_like(buf)
+        taps = _FusedLocalAttention._taps
         for bi in range(bsz):
             for y0, y1 in _FusedLocalAttention._chunks(nh, nw, c, size, block, q.is_cuda):
                 nr = y1 - y0
-                qc, rc, attn, dense, ix = _FusedLocalAttention._chunk(
-                    q, kv, bi, y0, y1, nw, size, block, idx, buf,
-                    attn_all[bi, y0 * nw : y1 * nw],
+                n = nr * nw
+                qc, rc, attn, dense = _FusedLocalAttention._chunk(
+                    q, kv, bi, y0, y1, nw, size, block, buf, attn_all[bi, y0 * nw : y1 * nw],
                 )
                 go = _rows(grad_out, bi, y0 * block, y1 * block, 0, nw * block - w, ctx.dtype)
-                go = _FusedLocalAttention._from_image(go, c, nr, nw, block)
-                ga = torch.bmm(go, rc).gather(2, ix).float()  # dA
+                go = _FusedLocalAttention._blocks(go, c, nr, nw, block)  # (n, C, b^2)
+                ga = attn.new_empty(attn.shape)  # dA, float32
+                ga.view(n, block, block, size, size).copy_(
+                    taps(torch.bmm(go.transpose(1, 2), rc), size, block))
                 gl = attn * (ga - (attn * ga).sum(-1, keepdim=True))  # dL (softmax)
-                gs = gbuf[: nr * nw].scatter_(2, ix, gl.to(ctx.dtype))  # dS (see _chunk)
-                gqc = _FusedLocalAttention._to_image(
-                    torch.bmm(gs, rc.transpose(1, 2)), c, nr, nw, block
-                )
-                e = min(h, y1 * block)
-                gq[bi, :, y0 * block : e] = gqc[:, : e - y0 * block, :w]
-                # dR = dO^T D + Q^T dS (key and value gradients of the shared features).
-                gr = torch.bmm(go.transpose(1, 2), dense).baddbmm_(qc.transpose(1, 2), gs)
+                gs = gbuf[:n]  # dS (zero off the taps, see _chunk)
+                taps(gs, size, block).copy_(gl.view(n, block, block, size, size))
+                _FusedLocalAttention._put(gq, torch.bmm(rc, gs.transpose(1, 2)), bi, y0, nr,
+                                          nw, block)
+                # dR = dO^T D + Q^T dS (key and value gradients of the shared features),
+                # channels last: (n, R^2, C)
+                grt = torch.bmm(dense.transpose(1, 2), go.transpose(1, 2))
+                grt = grt.baddbmm_(gs.transpose(1, 2), qc.transpose(1, 2))
                 # rows from y0*b - pad, columns from -pad
-                folded = _FusedLocalAttention._fold(gr, nr, nw, c, size, block)
+                folded = _FusedLocalAttention._fold(grt, nr, nw, c, size, block)
                 r0 = y0 * block - pad
                 a, e = max(0, r0), min(h, r0 + nr * block + size - 1)
-                gkv[bi, :, a:e] += folded[:, a - r0 : e - r0, pad : pad + w]
-        return gq.to(q.dtype), gkv.to(kv.dtype), None, None, None, None
+                gkv[bi, :, a:e] += folded[a - r0 : e - r0, pad : pad + w].permute(2, 0, 1)
+        return gq, gkv.to(kv.dtype), None, None, None, None
 
 
 class ResBlock(nn.Module):
