@@ -335,7 +335,10 @@ class _FusedLocalAttention(torch.autograd.Function):
         # backward pass one GEMM and the softmax per chunk. They go into one buffer made
         # up front: chunk-sized pieces kept between short-lived temporaries would leave
         # holes in the heap that no feature map fits, and the resident peak would creep.
-        attn_all = q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
+        # Inference (no gradient wanted) keeps none.
+        keep = any(ctx.needs_input_grad[:2])
+        attn_all = (q.new_empty((bsz, nh * nw, block * block, size * size), dtype=torch.float32)
+                    if keep else None)
         buf = _FusedLocalAttention._buffer(q, nh, nw, c, size, block, ctx.dtype)
         masks = None
         if narrow is not None:
@@ -346,7 +349,8 @@ class _FusedLocalAttention(torch.autograd.Function):
                 _, rc, attn, dense = _FusedLocalAttention._chunk(
                     q, kv, bi, y0, y1, nw, size, block, buf, narrow=masks
                 )
-                attn_all[bi, y0 * nw : y1 * nw] = attn
+                if attn_all is not None:
+                    attn_all[bi, y0 * nw : y1 * nw] = attn
                 o = torch.bmm(rc, dense.transpose(1, 2))  # (n, C, b^2)
                 _FusedLocalAttention._put(out, o, bi, y0, y1 - y0, nw, block)
         ctx.save_for_backward(q, kv, attn_all)
