@@ -67,6 +67,7 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "scene_iterations": int,
     "scene_crop": int,
     "hybrid_iterations": int,
+    "back_project": int,
     "network": str,  # a network file, relative to the manifest's folder
 }
 STATUS_DIR = "scenes"
@@ -262,6 +263,7 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
         "scene": SceneConfig(
             mode=s.get("mode") or "tile", iterations=s.get("scene_iterations"),
             crop=s.get("scene_crop") or 48, hybrid_iterations=s.get("hybrid_iterations") or 100,
+            back_project=10 if s.get("back_project") is None else s["back_project"],
             network=s.get("network"),
         ),
     }

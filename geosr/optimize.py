@@ -69,8 +69,9 @@ class OptimConfig:
     #: keeps the rate near 2e-3 to the end, so the last steps oscillate and a single one can
     #: be far from its neighbours; the training passes already compute these predictions,
     #: so averaging them costs one HR accumulator. 0 = the papers' last-step output.
-    #: Used by :func:`fit`; :func:`fit_samples` (scene mode) draws a new sample each step
-    #: and has no prediction of one image to average
+    #: In :func:`fit_samples` (scene mode), which draws a new sample each step and has no
+    #: prediction of one image to average, the *weights* of those steps are averaged
+    #: instead (the network applied to the tiles is their mean)
     average_tail: float = 0.0
     #: "step": the papers' ×lr_decay every decay_every steps (near-constant over 1000
     #: steps); "cosine": half a cosine from lr down to 0 at the last step
@@ -396,6 +397,31 @@ def seeded(seed: int | None) -> Iterator[None]:
 Sample = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
+class WeightMean:
+    """Running mean of a model's floating-point weights (float32, on the model's device)."""
+
+    def __init__(self) -> None:
+        self.mean: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    @torch.no_grad()
+    def add(self, model: nn.Module) -> None:
+        self.count += 1
+        for k, v in model.state_dict().items():
+            if not v.is_floating_point():
+                continue
+            if k not in self.mean:
+                self.mean[k] = v.detach().float().clone()
+            else:
+                self.mean[k].add_(v.float() - self.mean[k], alpha=1.0 / self.count)
+
+    @torch.no_grad()
+    def load_into(self, model: nn.Module) -> None:
+        state = model.state_dict()
+        for k, v in self.mean.items():
+            state[k].copy_(v)
+
+
 def fit_samples(
     model: nn.Module,
     draw: Callable[[int], Sample],
@@ -408,7 +434,9 @@ def fit_samples(
 
     ``draw(step)`` returns the step's normalised ``(lr, guide, mask)`` (e.g. a random crop
     of a scene). The loss, optimiser and schedule are those of :func:`fit`; early stopping
-    uses a running mean over 25 steps, since single-sample losses are noisy. Returns
+    uses a running mean over 25 steps, since single-sample losses are noisy. With
+    ``cfg.average_tail`` the weights after each of the last steps (that fraction of
+    ``cfg.iterations``) are averaged, and ``model`` ends with their mean. Returns
     ``(steps, final running loss, seconds)``; the fitted weights stay in ``model``.
     """
     device = resolve_device(cfg.device)
@@ -421,12 +449,16 @@ def fit_samples(
     window: list[float] = []
     stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)
     running, step = float("nan"), 0
+    tail_from = cfg.iterations - math.ceil(cfg.average_tail * cfg.iterations)
+    tail = WeightMean()
     model.train()
     for step in range(cfg.iterations):
         lr_t, guide_t, mask_t = _tensors(device, *draw(step))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = _outputs(train_step(lr_t, guide_t))
         value = _descend(_total_loss(out, lr_t, mask_t, scale, cfg), opt, sched, step, tidy)
+        if step >= tail_from and cfg.average_tail > 0:
+            tail.add(model)
         window = (window + [value])[-25:]
         running = float(np.mean(window))
         if progress is not None:
@@ -434,6 +466,8 @@ def fit_samples(
         if len(window) == 25 and stop(running):
             logger.info("early stop at step %d (running loss %.5g)", step + 1, running)
             break
+    if tail.count > 1:
+        tail.load_into(model)
     model.eval()
     return step + 1, running, time.perf_counter() - t0
 

@@ -45,7 +45,7 @@ from .errors import InputError, OptionError
 from .grid import OutputGrid, Window, guide_resolution_in, output_grid
 from .io import RasterInfo, raster_info
 from .normalize import BandStats, _spread_floor, prepare_guide, prepare_lr
-from .scene import SceneConfig, check_mode
+from .scene import SceneConfig, back_project, check_mode
 from .tiling import Tile, TileLayout, axis_weight, blocks
 
 logger = logging.getLogger(__name__)
@@ -578,11 +578,13 @@ def predict_normalised(
         raise ValueError(f"mode {mode!r} needs the scene network; call geosr.scene.fit_scene")
     if mode == "scene":
         method = get_method(plan.method, **plan.options)
-        return method.predict_from(plan.scene_state, x, guide, plan.scale)
-    opts = {**plan.options, "iterations": plan.scene.hybrid_iterations}
-    method = get_method(plan.method, **opts)
-    res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
-    return res.prediction.astype(np.float32)
+        pred = method.predict_from(plan.scene_state, x, guide, plan.scale)
+    else:
+        opts = {**plan.options, "iterations": plan.scene.hybrid_iterations}
+        method = get_method(plan.method, **opts)
+        res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
+        pred = res.prediction.astype(np.float32)
+    return back_project(pred, x, valid, plan.scale, plan.scene.back_project)
 
 
 def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:

@@ -50,7 +50,10 @@ class SceneConfig:
     this fraction of valid LR pixels. ``hybrid_iterations``: per-tile fine-tune steps of
     the ``hybrid`` mode. ``network``: a network file (:mod:`geosr.netfile`) to start from
     instead of a fresh network: it is used as is, or, when ``iterations`` is given, fitted
-    further on this scene for that many steps.
+    further on this scene for that many steps. ``back_project``: iterations of
+    back-projection (:func:`back_project`) applied to each tile's prediction in scene and
+    hybrid modes, so that it average-pools back to the tile's LR as a tile fit's output
+    does (0: off).
     """
 
     mode: str = "tile"
@@ -60,6 +63,7 @@ class SceneConfig:
     min_valid: float = 0.5
     hybrid_iterations: int = 100
     network: str | None = None
+    back_project: int = 10
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -78,6 +82,8 @@ class SceneConfig:
             raise OptionError(f"min_valid must be in (0, 1], got {self.min_valid}")
         if self.hybrid_iterations < 1:
             raise OptionError(f"hybrid iterations must be >= 1, got {self.hybrid_iterations}")
+        if self.back_project < 0:
+            raise OptionError(f"back-projection iterations must be >= 0, got {self.back_project}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -86,6 +92,36 @@ class SceneConfig:
         if self.network is None:
             d.pop("network")
         return d if self.mode != "tile" else {"mode": "tile"}
+
+
+def back_project(
+    hr: np.ndarray, lr: np.ndarray, valid: np.ndarray, scale: int, iterations: int
+) -> np.ndarray:
+    """Make an HR prediction ``(1, s*h, s*w)`` consistent with its LR ``(1, h, w)``.
+
+    Iterative back-projection (Irani & Peleg, 1991): the LR residual ``lr - pool(hr)`` (the
+    pipeline's degradation is ``scale``-fold average pooling) is upsampled bicubically and
+    added, ``iterations`` times; invalid LR pixels contribute no residual. A tile fit
+    enforces this consistency through its loss; a network applied to tiles it was not
+    fitted on (scene mode) does not, and its errors are largest at low frequencies, which
+    this removes. On the San Diego DEM it halved the scene network's RMSE (README,
+    "Modes"). The correction is a smooth field that depends only on the LR residual, so
+    detail of the prediction that pools to zero is kept as it is.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if iterations < 1:
+        return hr
+    x = torch.from_numpy(np.ascontiguousarray(hr, dtype=np.float32))[None]
+    target = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None]
+    m = torch.from_numpy(np.asarray(valid, dtype=np.float32))[None]
+    target = torch.where(m > 0, target, 0.0)
+    with torch.no_grad():
+        for _ in range(iterations):
+            r = (target - F.avg_pool2d(x, scale)) * m
+            x = x + F.interpolate(r, scale_factor=scale, mode="bicubic", align_corners=False)
+    return x[0].numpy()
 
 
 def check_mode(method: str, mode: str) -> None:

@@ -17,7 +17,7 @@ from geosr.cli.main import cli
 from geosr.errors import OptionError
 from geosr.optimize import OptimConfig, fit_samples, masked_cycle_loss
 from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.scene import SceneConfig
+from geosr.scene import SceneConfig, back_project
 from geosr.store import TileStore
 
 from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
@@ -26,8 +26,10 @@ FAST = {"iterations": 8, "preset": "dem", "width": 8}
 TILING = TilingConfig(tile_size=16, overlap=8)
 
 
-def _run(scene: dict[str, Any], name: str, mode: str, **kw: Any) -> dict[str, Any]:
-    cfg = SceneConfig(mode=mode, crop=12, pool=6, hybrid_iterations=3)
+def _run(scene: dict[str, Any], name: str, mode: str, back_project: int = 10,
+         **kw: Any) -> dict[str, Any]:
+    cfg = SceneConfig(mode=mode, crop=12, pool=6, hybrid_iterations=3,
+                      back_project=back_project)
     return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name, scale=scene["scale"],
                         method="mmsr", method_options=FAST, tiling=TILING, scene=cfg,
                         output=OutputConfig(cog=False, **kw))
@@ -54,6 +56,69 @@ def test_fit_samples__draws_a_sample_per_step_and_learns() -> None:
     model = get_method("mmsr", **FAST).build_model(3, 4)
     steps, loss, _ = fit_samples(model, draw, 4, OptimConfig(iterations=12, device="cpu"))
     assert drawn == list(range(12)) and steps == 12 and np.isfinite(loss)
+
+
+
+def test_fit_samples__average_tail_leaves_the_mean_of_the_last_steps_weights() -> None:
+    rng = np.random.default_rng(1)
+    g = rng.random((3, 32, 32), dtype=np.float32)
+    lr = torch.nn.functional.avg_pool2d(torch.from_numpy(g[:1])[None], 4)[0].numpy()
+    sample = (lr, g, np.ones_like(lr, bool))
+    seen: list[dict[str, torch.Tensor]] = []
+    model = get_method("mmsr", **FAST).build_model(3, 4)
+
+    def progress(step: int, total: int, loss: float) -> None:  # after each update
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    cfg = OptimConfig(iterations=10, device="cpu", bf16="off", average_tail=0.3)
+    fit_samples(model, lambda step: sample, 4, cfg, progress=progress)
+    final = model.state_dict()
+    last = seen[-1]
+    moved = False
+    for k, v in final.items():
+        mean = torch.stack([s[k] for s in seen[-3:]]).mean(0)  # 30 % of 10 steps
+        torch.testing.assert_close(v, mean, rtol=1e-5, atol=1e-6)
+        moved |= not torch.equal(v, last[k])
+    assert moved, "the averaged weights equal the last step's"
+
+
+def _pool(x: np.ndarray, s: int = 4) -> np.ndarray:
+    return x.reshape(x.shape[0], x.shape[1] // s, s, x.shape[2] // s, s).mean(axis=(2, 4))
+
+
+def test_back_project__makes_the_prediction_pool_to_the_lr() -> None:
+    rng = np.random.default_rng(2)
+    lr = rng.normal(size=(1, 12, 10)).astype(np.float32)
+    hr = rng.normal(size=(1, 48, 40)).astype(np.float32)
+    valid = np.ones_like(lr, bool)
+    valid[0, :3, :4] = False
+    before = np.abs(_pool(hr) - lr)[valid].max()
+    out = back_project(hr, lr, valid, 4, 10)
+    after = np.abs(_pool(out) - lr)[valid].max()
+    assert after < 1e-2 * before
+    # the correction depends on the LR residual only: detail that pools to zero is kept
+    detail = rng.normal(size=hr.shape).astype(np.float32)
+    detail -= np.kron(_pool(detail), np.ones((4, 4))).astype(np.float32)
+    np.testing.assert_allclose(back_project(hr + detail, lr, valid, 4, 10) - detail, out,
+                               atol=1e-4)
+    # a prediction that already pools to the LR is left alone, as is everything at 0 steps
+    consistent = hr - np.kron(_pool(hr) - lr, np.ones((4, 4))).astype(np.float32)
+    np.testing.assert_allclose(back_project(consistent, lr, np.ones_like(valid), 4, 10),
+                               consistent, atol=1e-5)
+    assert back_project(hr, lr, valid, 4, 0) is hr
+
+
+def test_scene_mode__back_projection_enforces_the_cycle(scene: dict[str, Any]) -> None:
+    lr = scene["lr_array"]
+    err = {}
+    for n in (0, 10):
+        _run(scene, f"bp{n}.tif", "scene", back_project=n)
+        down = _pool(_read(scene["dir"] / f"bp{n}.tif")[None])[0]
+        ok = np.isfinite(down) & np.isfinite(lr)
+        err[n] = float(np.abs(down[ok] - lr[ok]).mean())
+    assert err[10] < 0.2 * err[0], err
+    with pytest.raises(OptionError, match="back-projection"):
+        SceneConfig(mode="scene", back_project=-1)
 
 
 def test_scene_mode__one_network_for_every_tile(scene: dict[str, Any]) -> None:
@@ -106,7 +171,7 @@ def test_hybrid__tile_fits_start_from_the_scene_network() -> None:
 def test_hybrid_mode__runs_through_the_pipeline(scene: dict[str, Any]) -> None:
     s = _run(scene, "hybrid.tif", "hybrid")
     assert s["mode"] == {"mode": "hybrid", "iterations": None, "crop": 12, "pool": 6,
-                         "min_valid": 0.5, "hybrid_iterations": 3}
+                         "min_valid": 0.5, "hybrid_iterations": 3, "back_project": 10}
     assert np.isfinite(_read(scene["dir"] / "hybrid.tif")).any()
 
 
@@ -122,9 +187,11 @@ def test_modes__bad_combinations_are_option_errors(scene: dict[str, Any]) -> Non
 def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
     r = CliRunner().invoke(cli, ["dem-sr", "--lr", scene["lr"], "--guide", scene["guide"],
                                  "--scale", "4", "-o", str(scene["dir"] / "o.tif"),
-                                 "--mode", "hybrid", "--hybrid-iterations", "20", "--dry-run"])
+                                 "--mode", "hybrid", "--hybrid-iterations", "20",
+                                 "--back-project", "0", "--dry-run"])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["mode"]["hybrid_iterations"] == 20
+    mode = json.loads(r.output)["mode"]
+    assert mode["hybrid_iterations"] == 20 and mode["back_project"] == 0
     r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--lr", scene["lr"],
                                  "--guide", scene["guide"], "--scale", "4",
                                  "-o", str(scene["dir"] / "o.tif"), "--mode", "scene"])
@@ -140,7 +207,9 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
                                "scene_iterations": 50})
     assert kw["scene"] == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
     kw = scene_run_kwargs(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
-    assert kw["scene"].mode == "tile"
+    assert kw["scene"].mode == "tile" and kw["scene"].back_project == 10
+    sc = Scene("c", "lr.tif", "g.tif", "o.tif", (("mode", "scene"), ("back_project", 0)))
+    assert scene_run_kwargs(sc, {"scale": 4, "back_project": 10})["scene"].back_project == 0
 
 
 def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:

@@ -150,6 +150,12 @@ hybrid_iterations_opt = click.option(
     "--hybrid-iterations", type=click.IntRange(min=1), default=100, show_default=True,
     help="Per-tile fine-tune steps from the scene network (--mode hybrid).",
 )
+back_project_opt = click.option(
+    "--back-project", type=click.IntRange(min=0), default=10, show_default=True,
+    metavar="N",
+    help="--mode scene/hybrid: N iterations of back-projection per tile, so that the "
+    "output average-pools back to the LR as a per-tile fit's does (0: off).",
+)
 network_opt = click.option(
     "--network", type=click.Path(dir_okay=False), default=None, metavar="PATH.pt",
     help="Start from a network saved by --save-network (e.g. fitted on another scene of the "
@@ -245,7 +251,7 @@ def common_options(f: F) -> F:
         lr_opt, guide_opt, scale_opt, output_opt, example_opt,
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
         mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
-        network_opt, save_network_opt,
+        back_project_opt, network_opt, save_network_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
@@ -259,8 +265,8 @@ def batch_options(f: F) -> F:
     per-scene inputs and output come from the manifest)."""
     return _stack(
         scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
-        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt, network_opt,
-        lr_band_opt, guide_bands_opt, nodata_opt,
+        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
+        back_project_opt, network_opt, lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
         creation_opt, cog_opt, overwrite_opt, keep_tiles_opt,
