@@ -18,7 +18,8 @@ The tile fits dominate the cost (``--tile-sample`` x ``--tile-iterations`` steps
 ``--tile-cache DIR`` each sampled tile's prediction and time are kept there (and reused), and
 ``--stage tile`` runs only the tile sample, so a second process can fit the tiles on another
 core while the first runs the scene (``--stage all``, which waits for a tile that the other
-process is fitting). Give the two processes different ``--workdir``s.
+process is fitting; a ``--stage tile`` process takes the tiles nobody has started first, so
+several can share the sample). Give each process its own ``--workdir``.
 
 The inputs are made as in ``modes.py`` (the DEM average-pooled ``--scale``x; the guide a
 hillshade of the HR DEM unless ``--guide`` is given). Prints JSON (``--json``: written
@@ -150,8 +151,10 @@ def main() -> None:
         with np.load(done) as z:
             return z["pred"], float(z["seconds"])
 
-    if args.stage == "tile":
-        for t in sample:
+    if args.stage == "tile":  # first the tiles nobody fits yet, then wait for the others
+        locked = {t.key for t in sample if args.tile_cache and
+                  (args.tile_cache / f"{t.key}.lock").exists()}
+        for t in sorted(sample, key=lambda t: t.key in locked):
             _, sec = sample_tile(plan, t)
             print(f"tile {t.key}: {sec:.1f} s", file=sys.stderr, flush=True)
         return
