@@ -578,13 +578,37 @@ def predict_normalised(
         raise ValueError(f"mode {mode!r} needs the scene network; call geosr.scene.fit_scene")
     if mode == "scene":
         method = get_method(plan.method, **plan.options)
-        pred = method.predict_from(plan.scene_state, x, guide, plan.scale)
+        pred = _predict_mirrored(method, plan.scene_state, x, guide, plan.scale)
     else:
         opts = {**plan.options, "iterations": plan.scene.hybrid_iterations}
         method = get_method(plan.method, **opts)
         res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
         pred = res.prediction.astype(np.float32)
     return back_project(pred, x, valid, plan.scale, plan.scene.back_project)
+
+
+#: LR pixels of mirrored input added around a tile before the scene network is applied
+SCENE_MIRROR = 4
+
+
+def _predict_mirrored(method: Any, state: bytes, x: np.ndarray, guide: np.ndarray,
+                      scale: int) -> np.ndarray:
+    """The scene network on inputs extended by :data:`SCENE_MIRROR` LR pixels of mirrored
+    content on every side, cropped back.
+
+    A network applied to an input it was not fitted on errs most in its outermost pixels,
+    where its convolutions see zero padding: on the Mashhad DSM its first HR pixel at the
+    scene border had 8x the RMSE of the interior. Tiles inside the scene have real pixels
+    there (the halo), but tiles at its border do not. Mirroring about the input's edge
+    (``symmetric``: LR and guide mirror about the same line, so the mirrored guide still
+    pools to the mirrored LR) gives the edge pixels interior-like surroundings.
+    """
+    p = min(SCENE_MIRROR, x.shape[-2], x.shape[-1])
+    q = p * scale
+    xp = np.pad(x, ((0, 0), (p, p), (p, p)), mode="symmetric")
+    gp = np.pad(guide, ((0, 0), (q, q), (q, q)), mode="symmetric")
+    pred = method.predict_from(state, xp, gp, scale)
+    return np.ascontiguousarray(pred[:, q:-q, q:-q])
 
 
 def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:

@@ -108,6 +108,31 @@ def test_back_project__makes_the_prediction_pool_to_the_lr() -> None:
     assert back_project(hr, lr, valid, 4, 0) is hr
 
 
+def test_scene_mode__mirrors_the_inputs_about_the_tile_edge() -> None:
+    from geosr.pipeline import SCENE_MIRROR, _predict_mirrored
+
+    rng = np.random.default_rng(3)
+    lr = rng.normal(size=(1, 6, 9)).astype(np.float32)
+    guide = np.kron(lr, np.ones((1, 4, 4), np.float32))  # a guide that pools to the LR
+    seen = {}
+
+    class Net:  # a stand-in network: nearest upsampling of its LR input
+        def predict_from(self, state, x, g, s):
+            seen["x"], seen["g"] = x, g
+            return np.kron(x, np.ones((1, s, s), np.float32))
+
+    out = _predict_mirrored(Net(), b"", lr, guide, 4)
+    p = SCENE_MIRROR
+    assert seen["x"].shape == (1, 6 + 2 * p, 9 + 2 * p)
+    np.testing.assert_array_equal(seen["x"][:, p:-p, p:-p], lr)
+    np.testing.assert_array_equal(seen["x"][:, p - 1, p:-p], lr[:, 0])  # mirrored, edge kept
+    # LR and guide are mirrored about the same line: the padded guide still pools to the LR
+    np.testing.assert_allclose(_pool(seen["g"]), seen["x"], atol=1e-6)
+    np.testing.assert_array_equal(out, guide)  # cropped back to the tile
+    tiny = _predict_mirrored(Net(), b"", lr[:, :2, :3], guide[:, :8, :12], 4)
+    assert tiny.shape == (1, 8, 12)  # no more mirroring than the input has pixels
+
+
 def test_scene_mode__back_projection_enforces_the_cycle(scene: dict[str, Any]) -> None:
     lr = scene["lr_array"]
     err = {}

@@ -10,7 +10,8 @@ through ``geosr.pipeline.run`` over the whole scene, as ``geosr dem-sr`` would, 
 scored over the whole scene and over the sampled tiles' extents, where the tile-mode
 estimate is scored. Scene mode runs twice from one fit: with ``--back-project``
 iterations (the default) and without (the network's raw output, from the saved network file,
-inference only). ``--hybrid-iterations`` adds hybrid mode on the same sample: per tile
+inference only; a rerun in the same ``--workdir`` reuses the saved network for both and
+adds its fit's time, read from the file). ``--hybrid-iterations`` adds hybrid mode on the same sample: per tile
 fine-tunes from the scene run's network, timed and extrapolated like the tile fits, plus the
 scene fit's time.
 
@@ -161,6 +162,12 @@ def main() -> None:
 
     network = work / "scene-network.pt"
     scene_fit_s = 0.0
+    if network.exists():  # a rerun in the same --workdir: reuse the fit, take its time
+        from geosr.netfile import read_network
+
+        fit = read_network(network)[0]["fitted_on"]["fit"]
+        scene_fit_s = float(fit["seconds"]) + float(fit.get("read_seconds", 0.0))
+        result["scene_network_reused"] = {"path": str(network), "fit": fit}
     # whole-scene runs through the pipeline: bicubic, scene mode (fitted, network saved) and
     # the same network without back-projection (inference only)
     for method, mode, bp in (("bicubic", "tile", 0), (args.method, "scene", args.back_project),
