@@ -597,8 +597,8 @@ def _predict_mirrored(method: Any, state: bytes, x: np.ndarray, guide: np.ndarra
     content on every side, cropped back.
 
     A network applied to an input it was not fitted on errs most in its outermost pixels,
-    where its convolutions see zero padding: on the Mashhad DSM its first HR pixel at the
-    scene border had 8x the RMSE of the interior. Tiles inside the scene have real pixels
+    where its convolutions see zero padding: on the Mashhad DSM most of its error was in
+    the outermost HR pixels of the scene. Tiles inside the scene have real pixels
     there (the halo), but tiles at its border do not. Mirroring about the input's edge
     (``symmetric``: LR and guide mirror about the same line, so the mirrored guide still
     pools to the mirrored LR) gives the edge pixels interior-like surroundings.
