@@ -263,7 +263,8 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
         "scene": SceneConfig(
             mode=s.get("mode") or "tile", iterations=s.get("scene_iterations"),
             crop=s.get("scene_crop") or 48, hybrid_iterations=s.get("hybrid_iterations") or 100,
-            back_project=10 if s.get("back_project") is None else s["back_project"],
+            back_project=(SceneConfig.back_project if s.get("back_project") is None
+                          else s["back_project"]),
             network=s.get("network"),
         ),
     }

@@ -457,7 +457,7 @@ def fit_samples(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = _outputs(train_step(lr_t, guide_t))
         value = _descend(_total_loss(out, lr_t, mask_t, scale, cfg), opt, sched, step, tidy)
-        if step >= tail_from and cfg.average_tail > 0:
+        if step >= tail_from:  # never when average_tail is 0
             tail.add(model)
         window = (window + [value])[-25:]
         running = float(np.mean(window))

@@ -77,6 +77,24 @@ def prepare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "transform": t, "lr_shape": list(lr.shape)}
 
 
+def add_input_args(ap: argparse.ArgumentParser) -> None:
+    """The options :func:`prepare` reads (DEM, guide, crop, scale) and the method's."""
+    ap.add_argument("--dem", type=Path, required=True, help="HR DEM GeoTIFF (the reference)")
+    ap.add_argument("--guide", type=Path, default=None, help="guide image (default: hillshade)")
+    ap.add_argument("--crop", type=int, default=None, help="central crop of the DEM (HR px)")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--method", default="mmsr")
+    ap.add_argument("--preset", default="dem")
+
+
+def score(pred: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """RMSE and MAE (m) of ``pred`` where it and ``reference`` are finite, and that count."""
+    ok = np.isfinite(pred) & np.isfinite(reference)
+    err = pred[ok] - reference[ok]
+    return {"rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
+            "mae_m": round(float(np.mean(np.abs(err))), 4), "pixels": int(ok.sum())}
+
+
 def run_scored(lr: str, guide: str, out: Path, reference: np.ndarray, transform: Affine,
                **run_kw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """``geosr.pipeline.run(lr, guide, out, **run_kw)``, timed, with its peak memory and its
@@ -92,11 +110,9 @@ def run_scored(lr: str, guide: str, out: Path, reference: np.ndarray, transform:
     with rasterio.open(out) as dst:
         pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
         assert dst.transform == transform, "output grid differs from the reference"
-    ok = np.isfinite(pred) & np.isfinite(reference)
-    err = pred[ok] - reference[ok]
+    sc = score(pred, reference)
     return {
-        "rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
-        "mae_m": round(float(np.mean(np.abs(err))), 4),
+        "rmse_m": sc["rmse_m"], "mae_m": sc["mae_m"],
         "wall_seconds": round(wall, 2), "peak_rss_gb": round(mem.peak / 1e9, 3),
         "tiles": summary["tiles"], "stage_seconds": summary["seconds"],
         "scene_fit": summary.get("scene_fit"), "mode_settings": summary.get("mode"),
@@ -121,12 +137,7 @@ def main() -> None:
     from geosr.scene import SceneConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dem", type=Path, required=True, help="HR DEM GeoTIFF (the reference)")
-    ap.add_argument("--guide", type=Path, default=None, help="guide image (default: hillshade)")
-    ap.add_argument("--crop", type=int, default=None, help="central crop of the DEM (HR px)")
-    ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--method", default="mmsr")
-    ap.add_argument("--preset", default="dem")
+    add_input_args(ap)
     ap.add_argument("--tile-size", type=int, default=None)
     ap.add_argument("--tile-iterations", type=int, default=100)
     ap.add_argument("--scene-iterations", type=int, default=300)

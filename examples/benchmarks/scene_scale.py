@@ -45,14 +45,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from modes import prepare, run_scored, save  # noqa: E402
-
-
-def score(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
-    ok = np.isfinite(pred) & np.isfinite(ref)
-    err = pred[ok] - ref[ok]
-    return {"rmse_m": round(float(np.sqrt(np.mean(err**2))), 4),
-            "mae_m": round(float(np.mean(np.abs(err))), 4), "pixels": int(ok.sum())}
+from modes import add_input_args, prepare, run_scored, save, score  # noqa: E402
 
 
 def main() -> None:
@@ -63,12 +56,7 @@ def main() -> None:
     from geosr.scene import SceneConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dem", type=Path, required=True, help="HR DEM GeoTIFF (the reference)")
-    ap.add_argument("--guide", type=Path, default=None, help="guide image (default: hillshade)")
-    ap.add_argument("--crop", type=int, default=None, help="central crop of the DEM (HR px)")
-    ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--method", default="mmsr")
-    ap.add_argument("--preset", default="dem")
+    add_input_args(ap)
     ap.add_argument("--tile-size", type=int, default=None,
                     help="tile size (LR px) of tile and hybrid mode (default: the pipeline's)")
     ap.add_argument("--scene-tile-size", type=int, default=None,

@@ -176,7 +176,8 @@ def _scene_config(kw: dict[str, Any]) -> Any:
     return SceneConfig(mode=kw.get("mode") or "tile", iterations=kw.get("scene_iterations"),
                        crop=kw.get("scene_crop") or 48,
                        hybrid_iterations=kw.get("hybrid_iterations") or 100,
-                       back_project=kw.get("back_project", 10), network=kw.get("network"))
+                       back_project=kw.get("back_project", SceneConfig.back_project),
+                       network=kw.get("network"))
 
 
 def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:

@@ -282,7 +282,8 @@ class _FusedLocalAttention(torch.autograd.Function):
             if narrow is not None:
                 pix, outer = narrow
                 pix = _rows(pix, bi, y0 * block, y1 * block, 0, nw * block - w, pix.dtype)
-                pix = _FusedLocalAttention._from_image(pix, 1, nr, nw, block).bool()  # n,b^2,1
+                pix = _FusedLocalAttention._blocks(pix, 1, nr, nw, block)
+                pix = pix.transpose(1, 2).bool()  # (n, b^2, 1)
                 logits = logits.masked_fill(pix & outer, float("-inf"))
             attn = torch.softmax(logits, dim=-1)
         dense = dense[:n]
@@ -306,12 +307,6 @@ class _FusedLocalAttention(torch.autograd.Function):
             dst[bi, :, r0:e].view(c, nr, block, nw, block).copy_(x)
         else:
             dst[bi, :, r0:e] = x.reshape(c, nr * block, nw * block)[:, : e - r0, :w]
-
-    @staticmethod
-    def _from_image(x, c, nr, nw, block):
-        """(C, nr*b, nw*b) -> (nr*nw, b^2, C)."""
-        x = x.reshape(c, nr, block, nw, block).permute(1, 3, 2, 4, 0)
-        return x.reshape(nr * nw, block * block, c)
 
     @staticmethod
     def forward(ctx, q, kv, size, block, narrow=None, narrow_size=None):  # type: ignore[override]
