@@ -242,7 +242,7 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
     if not s.get("scale"):
         raise OptionError(f"scene {scene.id!r} has no scale; pass --scale or set it per scene")
     method = s.get("method") or "mmsr"
-    shared = {k: s.get(k) for k in ("preset", "iterations", "device", "seed")}
+    shared = {k: s.get(k) for k in ("preset", "iterations", "device", "seed", "back_project")}
     opts = method_options_for(method, {k: v for k, v in shared.items() if v is not None})
     opts.update(s.get("options") or {})
     return {

@@ -36,6 +36,13 @@ def item_path(output: str | os.PathLike[str]) -> Path:
     return out.with_name(out.stem + ".stac.json")
 
 
+def _rasterio_version() -> tuple[int, int]:
+    import rasterio
+
+    major, minor = rasterio.__version__.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
 def _footprint(plan: Plan) -> tuple[dict[str, Any], list[float], list[float]]:
     """(geometry in WGS84, its bbox, bbox in the output CRS)."""
     from rasterio.warp import transform_geom
@@ -47,8 +54,11 @@ def _footprint(plan: Plan) -> tuple[dict[str, Any], list[float], list[float]]:
     native = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
     ring = [[native[0], native[1]], [native[2], native[1]], [native[2], native[3]],
             [native[0], native[3]], [native[0], native[1]]]
+    # rasterio >= 1.5 always cuts at the antimeridian (GDAL's geometry transformer does)
+    # and warns that the option is deprecated; older versions need it asked for.
+    cut = {} if _rasterio_version() >= (1, 5) else {"antimeridian_cutting": True}
     geom = transform_geom(g.crs, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]},
-                          antimeridian_cutting=True, precision=7)
+                          precision=7, **cut)
     geom = json.loads(json.dumps(geom))  # rasterio's Geometry -> plain dicts/lists
 
     def coords(c: Any) -> list[list[float]]:
@@ -58,7 +68,14 @@ def _footprint(plan: Plan) -> tuple[dict[str, Any], list[float], list[float]]:
 
     pts = coords(geom["coordinates"])
     lons, lats = [p[0] for p in pts], [p[1] for p in pts]
-    return geom, [min(lons), min(lats), max(lons), max(lats)], native
+    west, east = min(lons), max(lons)
+    if geom["type"] == "MultiPolygon":  # cut at the antimeridian: west > east (RFC 7946 5.2)
+        parts = [[p[0] for p in coords(part)] for part in geom["coordinates"]]
+        left = [min(x) for x in parts if min(x) >= 0]  # parts that end at +180
+        right = [max(x) for x in parts if max(x) <= 0]  # parts that start at -180
+        if left and right and len(left) + len(right) == len(parts):
+            west, east = min(left), max(right)
+    return geom, [west, min(lats), east, max(lats)], native
 
 
 def make_item(

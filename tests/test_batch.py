@@ -159,3 +159,23 @@ def test_batch__stac_item(tmp_path: Path) -> None:
     assert item.assets["data"].href.endswith("a.tif")
     lon, lat = np.mean(item.bbox[0::2]), np.mean(item.bbox[1::2])
     assert 16 < lon < 17 and 48 < lat < 49
+
+
+def test_stac_footprint__cut_at_the_antimeridian() -> None:
+    """A UTM 60N scene across 180 degrees: a cut footprint and a bbox with west > east."""
+    from types import SimpleNamespace
+
+    from affine import Affine
+    from pyproj import Transformer
+    from rasterio.crs import CRS as RioCRS
+
+    from geosr.stac import _footprint
+
+    x180, _ = Transformer.from_crs(4326, 32660, always_xy=True).transform(180.0, 62.0)
+    grid = SimpleNamespace(crs=RioCRS.from_epsg(32660), width=200, height=200,
+                           transform=Affine(100.0, 0, x180 - 10_000, 0, -100.0, 6_890_000))
+    geom, bbox, native = _footprint(SimpleNamespace(grid=grid))
+    assert geom["type"] == "MultiPolygon"
+    west, south, east, north = bbox
+    assert 179.5 < west < 180 and -180 < east < -179.5 and 61 < south < north < 63
+    assert native == [x180 - 10_000, 6_870_000, x180 + 10_000, 6_890_000]

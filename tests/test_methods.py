@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from geosr import get_method, list_methods
 from geosr.errors import OptionError
+from geosr.scene import back_project
 
 # Few steps so the contract is checked quickly; quality is checked elsewhere.
 FAST = {"iterations": 5, "width": 8}
@@ -139,6 +141,33 @@ def test_learned__average_tail_is_the_mean_of_the_last_predictions(name, tiny_pa
     assert averaged.losses == plain.losses  # the fit itself is unchanged
 
 
+@pytest.mark.parametrize("name", ["mmsr", "p2p"])
+def test_learned__back_project_makes_the_output_pool_to_the_lr(name, tiny_pair):
+    """``back_project`` corrects the same fit's output (and snapshots) onto the valid LR:
+    a 4-step fit's output does not pool back to the LR, the corrected one does."""
+    lr, guide, scale = normalised(tiny_pair)
+    mask = np.ones_like(lr, dtype=bool)
+    mask[0, :2, :3] = False
+    kw = {"iterations": 4, "seed": 1, "device": "cpu"}
+    plain = build(name, back_project=0, **kw).fit(lr, guide, scale, mask, snapshot_steps=[2])
+    bp = build(name, back_project=30, **kw).fit(lr, guide, scale, mask, snapshot_steps=[2])
+    assert bp.losses == plain.losses  # the fit itself is unchanged
+
+    def cycle_error(pred):
+        down = torch.nn.functional.avg_pool2d(torch.from_numpy(pred)[None], scale)[0].numpy()
+        return float(np.abs(down - lr)[mask].max())
+
+    for got, before in ((bp.prediction, plain.prediction), (bp.snapshots[2], plain.snapshots[2])):
+        assert cycle_error(before) > 0.05 and cycle_error(got) < 1e-3
+    np.testing.assert_allclose(bp.prediction, back_project(plain.prediction, lr, mask, scale, 30))
+
+
+def test_learned__back_projection_is_on_by_default_for_mmsr_and_robself():
+    for name in ("mmsr", "robself-re", "robself-de"):
+        assert get_method(name).options.back_project == 10
+    assert get_method("p2p").options.back_project == 0  # not measured there
+
+
 def test_optimizer__cosine_schedule_reaches_zero_at_the_last_step():
     import torch
 
@@ -241,6 +270,7 @@ def test_mmsr__presets_and_overrides():
         ("p2p", {"average_tail": 0.2}, "trained on whole images"),
         ("cmsr", {"average_tail": 0.2}, "trained on whole images"),
         ("mmsr", {"colour": 1}, "unknown option"),
+        ("mmsr", {"back_project": -1}, "back_project must be >= 0"),
         ("bicubic", {"iterations": 3}, "unknown option"),
         ("guided-filter", {"eps": -1.0}, "eps"),
         ("nearest", {}, "unknown method"),

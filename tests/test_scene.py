@@ -217,6 +217,7 @@ def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
     assert r.exit_code == 0, r.output
     mode = json.loads(r.output)["mode"]
     assert mode["hybrid_iterations"] == 20 and mode["back_project"] == 0
+    assert json.loads(r.output)["options"]["back_project"] == 0  # the fits' outputs too
     r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--lr", scene["lr"],
                                  "--guide", scene["guide"], "--scale", "4",
                                  "-o", str(scene["dir"] / "o.tif"), "--mode", "scene"])
@@ -233,8 +234,13 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
     assert kw["scene"] == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
     kw = scene_run_kwargs(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
     assert kw["scene"].mode == "tile" and kw["scene"].back_project == 10
+    assert "back_project" not in kw["method_options"]  # MMSR's own default applies
     sc = Scene("c", "lr.tif", "g.tif", "o.tif", (("mode", "scene"), ("back_project", 0)))
-    assert scene_run_kwargs(sc, {"scale": 4, "back_project": 10})["scene"].back_project == 0
+    kw = scene_run_kwargs(sc, {"scale": 4, "back_project": 10})
+    assert kw["scene"].back_project == 0 and kw["method_options"]["back_project"] == 0
+    kw = scene_run_kwargs(Scene("d", "lr.tif", "g.tif", "o.tif", (("method", "bicubic"),)),
+                          {"scale": 4, "back_project": 5})
+    assert kw["method_options"] == {}  # bicubic has nothing to back-project
 
 
 def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:

@@ -123,7 +123,7 @@ def test_super_resolve_xr__equals_cli_and_keeps_2d(scene: dict[str, Any]) -> Non
     assert hr.rio.crs == ref_meta["crs"] and hr.rio.transform() == ref_meta["transform"]
     assert hr.rio.nodata == ref_meta["nodata"] == -9999.0
     np.testing.assert_array_equal(hr.values, ref)
-    np.testing.assert_array_equal(hr.x.values, (ref_meta["transform"] * (np.arange(160) + 0.5,
+    np.testing.assert_array_equal(hr.x.values, (ref_meta["transform"] @ (np.arange(160) + 0.5,
                                                                          np.full(160, 0.5)))[0])
     assert hr.attrs["GEOSR_SCALE"] == "4" and hr.attrs["GEOSR_GUIDE"] == "guide.tif"
 

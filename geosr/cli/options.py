@@ -151,10 +151,10 @@ hybrid_iterations_opt = click.option(
     help="Per-tile fine-tune steps from the scene network (--mode hybrid).",
 )
 back_project_opt = click.option(
-    "--back-project", type=click.IntRange(min=0), default=10, show_default=True,
-    metavar="N",
-    help="--mode scene/hybrid: N iterations of back-projection per tile, so that the "
-    "output average-pools back to the LR as a per-tile fit's does (0: off).",
+    "--back-project", type=click.IntRange(min=0), default=None, metavar="N",
+    help="Back-project each tile's output onto its LR, N iterations, so that it "
+    "average-pools back to the LR (0: off, the papers' output). Default 10: in every mode "
+    "for MMSR and RobSelf, and on the scene network's output in scene/hybrid modes.",
 )
 network_opt = click.option(
     "--network", type=click.Path(dir_okay=False), default=None, metavar="PATH.pt",

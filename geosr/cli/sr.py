@@ -77,6 +77,7 @@ def _method_options(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "iterations": kw["iterations"],
         "device": kw["device"],
         "seed": kw["seed"],
+        "back_project": kw.get("back_project"),
     }
     opts = method_options_for(kw["method"], {k: v for k, v in shared.items() if v is not None})
     # Explicit -O options go through unfiltered: an unknown one is an error.
@@ -176,7 +177,8 @@ def _scene_config(kw: dict[str, Any]) -> Any:
     return SceneConfig(mode=kw.get("mode") or "tile", iterations=kw.get("scene_iterations"),
                        crop=kw.get("scene_crop") or 48,
                        hybrid_iterations=kw.get("hybrid_iterations") or 100,
-                       back_project=kw.get("back_project", SceneConfig.back_project),
+                       back_project=(SceneConfig.back_project if kw.get("back_project") is None
+                                     else kw["back_project"]),
                        network=kw.get("network"))
 
 

@@ -40,8 +40,17 @@ class LearnedOptions(MethodOptions):
     #: OptimConfig.warmup; README, "Reusing a network on another scene"). Fits from
     #: scratch never ramp. 0 = none
     warmup: int = 5
+    #: iterations of back-projection of the output onto the LR (geosr.scene.back_project:
+    #: the output then average-pools back to the LR); 0 = the papers' output. Short fits
+    #: gain most (README, "Short fits, back-projected"); the pipeline's --back-project
+    #: does the same per tile
+    back_project: int = 0
 
     def __post_init__(self) -> None:
+        from ..errors import OptionError
+
+        if self.back_project < 0:
+            raise OptionError(f"back_project must be >= 0 iterations, got {self.back_project}")
         self.optim_config()  # validates
 
     def optim_config(self) -> Any:
@@ -109,10 +118,19 @@ class LearnedMethod(Method):
             model = self.build_model(guide.shape[0], scale)
             if init_state is not None:
                 model.load_state_dict(load_state(init_state))
-            return fit(
+            res = fit(
                 model, lr, guide, scale, mask, cfg, progress=progress,
                 snapshot_steps=snapshot_steps,
             )
+        if self.options.back_project:
+            from ..scene import back_project
+
+            def bp(pred: np.ndarray) -> np.ndarray:
+                return back_project(pred, lr, mask, scale, self.options.back_project)
+
+            res = dataclasses.replace(res, prediction=bp(res.prediction),
+                                      snapshots={k: bp(v) for k, v in res.snapshots.items()})
+        return res
 
     def fit_scene(self, draw, guide_channels: int, scale: int, *, iterations=None,
                   progress=None, init_state=None) -> tuple[bytes, dict[str, Any]]:

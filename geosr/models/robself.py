@@ -248,6 +248,9 @@ class RobSelfOptions(LearnedOptions):
     field_tv: float = 0.0
     #: mean prediction of the last 20 % of the steps (0: last step); see MMSROptions
     average_tail: float = 0.2
+    #: back-projection onto the LR (0: the paper's output); the default follows MMSR's,
+    #: where it was measured, so that the two compare like with like
+    back_project: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
