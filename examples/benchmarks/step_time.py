@@ -16,7 +16,9 @@ A variant may end in ``+cl`` to run channels-last (NHWC) tensors and weights, an
 ``+bf16`` or ``+fp32`` to run it with or without bf16 autocast whatever ``--bf16`` says
 (``mmsr+bf16`` is compared with the floor ``mmsr:none+bf16``); ``+cpuchunks`` runs the
 fused filter with the CPU's chunk limits on either device, ``+cudachunks`` with CUDA's
-larger ones (to compare the two), ``+chunksN`` with chunks of at most N MB.
+larger ones (to compare the two), ``+chunksN`` with chunks of at most N MB; ``+trim``
+hands freed heap pages back after the forward pass and the update, as the fit loop does
+on CPU by default (``trim_memory``).
 ``--device cuda`` times on the GPU (synchronising around each phase) under the same
 bf16 autocast as the online loop (``--bf16 auto``: on for CUDA and for CPUs with AVX512-BF16
 or AMX, off elsewhere).
@@ -81,6 +83,11 @@ def time_steps(
                 setattr(layers, n, v)
         return {**res, "variant": variant}
     cl, compiled = "cl" in flags, "compile" in flags
+    # +trim: glibc malloc_trim after the forward pass and after the update, as the fit
+    # loop does by default on CPU (OptimConfig.trim_memory); the bare step has none
+    from geosr.optimize import _malloc_trim
+
+    trim = (_malloc_trim() if "trim" in flags else None) or (lambda: None)
     bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16
     net = build(base, scale, preset).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
@@ -111,11 +118,13 @@ def time_steps(
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = _outputs(net(lr, guide))
             loss = _total_loss(out, lr, mask, scale, cfg)
+            trim()
             t_fwd = now()
             opt.zero_grad()
             loss.backward()
             t_bwd = now()
             opt.step()
+            trim()
             t_end = now()
             if i < warmup:
                 warm.append(t_end - t)
