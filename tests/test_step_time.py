@@ -53,3 +53,21 @@ def test_step_time__chunk_flags_set_the_limits_for_the_variant_only(monkeypatch)
     step_time.time_steps("mmsr+chunks0.5", 32, 4, None, 1, 0, torch.device("cpu"), False)
     assert set(seen) == {(2**19, 2**30)}  # N MB, blocks not capped
     assert (layers._CHUNK_BYTES, layers._CHUNK_BLOCKS) == before
+
+
+def test_step_time__trim_flag_calls_malloc_trim_twice_a_step(monkeypatch) -> None:
+    """``+trim`` releases heap pages after the forward pass and after the update, as the
+    fit loop does; the plain variant never does."""
+    import importlib.util
+
+    from geosr import optimize
+
+    spec = importlib.util.spec_from_file_location("step_time", SCRIPT)
+    step_time = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(step_time)
+    calls = []
+    monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
+    step_time.time_steps("mmsr", 32, 4, None, 2, 1, torch.device("cpu"), False)
+    assert calls == []
+    res = step_time.time_steps("mmsr+trim", 32, 4, None, 2, 1, torch.device("cpu"), False)
+    assert len(calls) == 2 * 3 and res["variant"] == "mmsr+trim"
