@@ -579,12 +579,13 @@ def predict_normalised(
     if mode == "scene":
         method = get_method(plan.method, **plan.options)
         pred = _predict_mirrored(method, plan.scene_state, x, guide, plan.scale)
-    else:
-        opts = {**plan.options, "iterations": plan.scene.hybrid_iterations}
-        method = get_method(plan.method, **opts)
-        res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
-        pred = res.prediction.astype(np.float32)
-    return back_project(pred, x, valid, plan.scale, plan.scene.back_project)
+        return back_project(pred, x, valid, plan.scale, plan.scene.back_project)
+    # hybrid: the short fit back-projects its own output (LearnedOptions.back_project)
+    opts = {**plan.options, "iterations": plan.scene.hybrid_iterations,
+            "back_project": plan.scene.back_project}
+    method = get_method(plan.method, **opts)
+    res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
+    return res.prediction.astype(np.float32)
 
 
 #: LR pixels of mirrored input added around a tile before the scene network is applied

@@ -20,13 +20,10 @@ import time
 
 import numpy as np
 import torch
-from _one_pair import emit, method_options
+from _one_pair import emit, method_options, prepared
 
-import geosr
-from geosr.api import run_band
-from geosr.evaluate import degrade, load_pairs, metrics
+from geosr.evaluate import load_pairs, metrics
 from geosr.models import get_method
-from geosr.normalize import BandStats, prepare_guide
 from geosr.scene import back_project
 
 
@@ -50,17 +47,15 @@ def main() -> None:
     opts = method_options(args.set)
     rows = []
     for pair in pairs:
-        hr, lr = degrade(pair.target, args.scale)
-        guide = pair.guide[:, : hr.shape[0], : hr.shape[1]]
+        hr, lr, x, g, valid, stats = prepared(pair, args.scale)
         # the fit's own output (back_project=0); the back-projected columns are made here
         method = get_method(args.method, iterations=args.iterations,
                             **{**opts, "back_project": 0})
-        g = prepare_guide(guide, BandStats.from_array(guide))
         t0 = time.perf_counter()
-        preds = run_band(method, lr[None], g, args.scale, snapshot_steps=snaps)
+        res = method.fit(x, g, args.scale, valid, snapshot_steps=snaps)
         seconds = time.perf_counter() - t0
-        valid = np.ones((1, *lr.shape), bool)
-        bic = geosr.super_resolve(lr, guide, args.scale, method="bicubic")
+        preds = {k: stats.invert(v) for k, v in res.snapshots.items()}
+        bic = stats.invert(get_method("bicubic")(x, g, args.scale))
         row = {"pair": pair.name, "seconds": round(seconds, 1),
                "threads": torch.get_num_threads(),
                "bicubic": metrics(bic[0], hr)["rmse"], "steps": {}}

@@ -36,7 +36,14 @@ import torch
 
 from geosr.evaluate import PeakMemory
 from geosr.models import get_method
-from geosr.optimize import OptimConfig, _outputs, _total_loss, resolve_device, uses_bf16
+from geosr.optimize import (
+    OptimConfig,
+    _outputs,
+    _tidier,
+    _total_loss,
+    resolve_device,
+    uses_bf16,
+)
 
 
 def build(variant: str, scale: int, preset: str | None):
@@ -83,11 +90,9 @@ def time_steps(
                 setattr(layers, n, v)
         return {**res, "variant": variant}
     cl, compiled = "cl" in flags, "compile" in flags
-    # +trim: glibc malloc_trim after the forward pass and after the update, as the fit
-    # loop does by default on CPU (OptimConfig.trim_memory); the bare step has none
-    from geosr.optimize import _malloc_trim
-
-    trim = (_malloc_trim() if "trim" in flags else None) or (lambda: None)
+    # +trim: the fit loop's malloc_trim after the forward pass and after the update
+    # (OptimConfig.trim_memory, on by default on CPU); the bare step has none
+    trim = _tidier(OptimConfig(trim_memory="trim" in flags), device)
     bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16
     net = build(base, scale, preset).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
