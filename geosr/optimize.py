@@ -384,6 +384,79 @@ def fit(
     return FitResult(final, steps, losses[-1], time.perf_counter() - t0, snapshots, losses)
 
 
+#: the smallest coarse copy (LR pixels per side after pooling) :func:`prefit` fits on
+PREFIT_MIN_SIDE = 4
+
+
+def coarse_copy(
+    lr: np.ndarray, guide: np.ndarray, mask: np.ndarray, scale: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """The input one scale coarser, with its own LR as the HR answer.
+
+    Returns ``(coarse_lr, coarse_guide, target, target_mask)``: the LR average-pooled by
+    ``scale`` (``(1, h//s, w//s)``), the guide pooled to the LR grid, and the LR (cropped
+    to a multiple of ``scale``) with its mask, which the network's output on the coarse
+    pair should equal. The same ``scale``-fold average pooling relates the coarse LR to
+    the LR as relates the LR to the unknown HR. None when the coarse LR would be smaller
+    than :data:`PREFIT_MIN_SIDE` pixels on a side.
+    """
+    h, w = (d // scale for d in lr.shape[-2:])
+    if min(h, w) < PREFIT_MIN_SIDE:
+        return None
+    hs, ws = h * scale, w * scale
+    target = np.ascontiguousarray(lr[:, :hs, :ws], np.float32)
+    coarse = target.reshape(-1, h, scale, w, scale).mean(axis=(2, 4))
+    g = np.ascontiguousarray(guide[:, : hs * scale, : ws * scale], np.float32)
+    coarse_g = g.reshape(g.shape[0], hs, scale, ws, scale).mean(axis=(2, 4))
+    return (coarse.astype(np.float32), coarse_g.astype(np.float32), target,
+            np.ascontiguousarray(mask[:, :hs, :ws], np.float32))
+
+
+def prefit(
+    model: nn.Module,
+    lr: np.ndarray,
+    guide: np.ndarray,
+    scale: int,
+    mask: np.ndarray,
+    cfg: OptimConfig,
+    steps: int,
+) -> tuple[int, float]:
+    """Fit ``model`` to the input's own coarser copy before the cycle-loss fit.
+
+    The network maps the coarse pair of :func:`coarse_copy` to HR, and its output is
+    compared (masked L1; auxiliary outputs and penalty as in :func:`fit`) with the LR
+    itself: a *supervised* problem one scale down, made from the input alone (the
+    internal learning of ZSSR and CMSR). A step costs about ``1/scale²`` of a full step,
+    and the weights it leaves already pass the source through and follow the guide's
+    edges, which a fit from scratch spends most of its first few hundred steps on
+    (README, "Pre-fitting on the input's coarser copy"). Adam with ``cfg.lr``, no decay;
+    the fit that follows starts a fresh optimiser. Returns ``(steps run, last loss)``;
+    ``(0, nan)`` when the input is too small for a coarse copy.
+    """
+    copy = coarse_copy(lr, guide, mask, scale)
+    if copy is None or steps < 1:
+        logger.info("no pre-fit: a %dx%d LR has no coarse copy of at least %d pixels a side",
+                    lr.shape[-2], lr.shape[-1], PREFIT_MIN_SIDE)
+        return 0, float("nan")
+    device = resolve_device(cfg.device)
+    use_bf16 = uses_bf16(cfg, device)
+    x_t, g_t, target_t, mask_t = _tensors(device, *copy)
+    model = model.to(device)
+    opt, _ = make_optimizer(model, cfg)
+    tidy = _tidier(cfg, device)
+    no_schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    value = float("nan")
+    model.train()
+    for step in range(steps):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            out = _outputs(model(x_t, g_t))
+        # scale 1: the output is compared with the target pixel for pixel
+        value = _descend(_total_loss(out, target_t, mask_t, 1, cfg), opt, no_schedule,
+                         step, tidy)
+    logger.info("pre-fit on the coarse copy: %d steps, loss %.4g", steps, value)
+    return steps, value
+
+
 @contextlib.contextmanager
 def seeded(seed: int | None) -> Iterator[None]:
     """Run with torch's CPU RNG seeded, restoring the caller's state afterwards."""

@@ -235,6 +235,75 @@ def test_learned__warmup_only_for_fits_from_fitted_weights(tiny_pair, monkeypatc
     assert seen == [0, 5, 0]
 
 
+def scale2_pair(tiny_pair):
+    """tiny_pair's HR at x2: LR (1, 16, 20), so its coarse copy is (1, 8, 10)."""
+    lr, guide, _ = normalised(tiny_pair)
+    hr = np.kron(lr[0], np.ones((4, 4), np.float32))  # the x4 LR back on the HR grid
+    return hr.reshape(16, 2, 20, 2).mean(axis=(1, 3))[None], guide, 2
+
+
+def test_optimizer__coarse_copy_is_the_input_one_scale_down(rng):
+    from geosr.optimize import coarse_copy
+
+    lr = rng.normal(size=(1, 9, 11)).astype(np.float32)  # not a multiple of the scale
+    guide = rng.normal(size=(3, 18, 22)).astype(np.float32)
+    mask = rng.random((1, 9, 11)) > 0.2
+    coarse, coarse_guide, target, target_mask = coarse_copy(lr, guide, mask, 2)
+    assert coarse.shape == (1, 4, 5) and coarse_guide.shape == (3, 8, 10)
+    np.testing.assert_array_equal(target, lr[:, :8, :10])
+    np.testing.assert_array_equal(target_mask, mask[:, :8, :10])
+    np.testing.assert_allclose(coarse[0, 1, 2], lr[0, 2:4, 4:6].mean(), rtol=1e-6)
+    np.testing.assert_allclose(coarse_guide[1, 3, 4], guide[1, 6:8, 8:10].mean(), rtol=1e-6)
+    assert coarse_copy(lr, guide, mask, 3) is None  # a 3x3 coarse copy is too small
+
+
+@pytest.mark.parametrize("name", ["mmsr", "robself-re"])
+def test_learned__prefit_on_the_coarse_copy(name, tiny_pair, monkeypatch):
+    """The pre-fit learns the coarse copy's answer (the LR), and the fit that follows
+    starts from its weights: its first cycle loss is far below a fresh network's, and
+    it ramps its rate up as fits from fitted weights do."""
+    from geosr import optimize
+    from geosr.models.learned import dump_state
+
+    lr, guide, scale = scale2_pair(tiny_pair)
+    mask = np.ones_like(lr, bool)
+    losses = []
+    pre = optimize.prefit
+
+    def spy(*args, **kwargs):
+        losses.append(pre(*args, **kwargs))
+        return losses[-1]
+
+    warmups = []
+    make = optimize.make_optimizer
+
+    def spy_optimizer(model, cfg):
+        warmups.append(cfg.warmup)
+        return make(model, cfg)
+
+    monkeypatch.setattr(optimize, "prefit", spy)
+    monkeypatch.setattr(optimize, "make_optimizer", spy_optimizer)
+    kw = {"iterations": 3, "seed": 2, "device": "cpu", "back_project": 0}
+    fresh = build(name, **kw).fit(lr, guide, scale, mask)
+    m = build(name, prefit=60, **kw)
+    warm = m.fit(lr, guide, scale, mask)
+    (steps, last), = losses
+    assert steps == 60 and last < 0.25
+    assert warm.losses[0] < 0.5 * fresh.losses[0]
+    assert warmups == [0, 0, 5]  # fresh fit; pre-fit (no ramp); the fit after it ramps
+    # a fit from given weights (hybrid tiles, --network) does not pre-fit
+    m.fit(lr, guide, scale, mask, init_state=dump_state(m.build_model(guide.shape[0], scale)))
+    assert len(losses) == 1
+
+
+def test_learned__prefit_skipped_when_the_input_is_too_small(tiny_pair):
+    lr, guide, scale = normalised(tiny_pair)  # LR 8x10 at x4: a 2x2 coarse copy
+    mask = np.ones_like(lr, bool)
+    kw = {"iterations": 3, "seed": 2, "device": "cpu"}
+    np.testing.assert_array_equal(build("mmsr", prefit=20, **kw)(lr, guide, scale),
+                                  build("mmsr", **kw)(lr, guide, scale))
+
+
 def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     m = build("mmsr", seed=3, device="cpu")
@@ -271,6 +340,9 @@ def test_mmsr__presets_and_overrides():
         ("cmsr", {"average_tail": 0.2}, "trained on whole images"),
         ("mmsr", {"colour": 1}, "unknown option"),
         ("mmsr", {"back_project": -1}, "back_project must be >= 0"),
+        ("mmsr", {"prefit": -1}, "prefit must be >= 0"),
+        ("p2p", {"prefit": 10}, "trained on whole images"),
+        ("cmsr", {"prefit": 10}, "trained on whole images"),
         ("bicubic", {"iterations": 3}, "unknown option"),
         ("guided-filter", {"eps": -1.0}, "eps"),
         ("nearest", {}, "unknown method"),

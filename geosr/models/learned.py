@@ -45,12 +45,19 @@ class LearnedOptions(MethodOptions):
     #: gain most (README, "Short fits, back-projected"); the pipeline's --back-project
     #: does the same per tile
     back_project: int = 0
+    #: steps of a pre-fit on the input's own coarser copy (the LR pooled by the scale,
+    #: the guide pooled to the LR grid, the LR as the answer: geosr.optimize.prefit)
+    #: before the cycle-loss fit; each costs ~1/scale² of a fit step. Fits that start
+    #: from given weights (hybrid mode, --network) skip it. 0 = none (the papers)
+    prefit: int = 0
 
     def __post_init__(self) -> None:
         from ..errors import OptionError
 
         if self.back_project < 0:
             raise OptionError(f"back_project must be >= 0 iterations, got {self.back_project}")
+        if self.prefit < 0:
+            raise OptionError(f"prefit must be >= 0 steps, got {self.prefit}")
         self.optim_config()  # validates
 
     def optim_config(self) -> Any:
@@ -81,13 +88,14 @@ class LearnedMethod(Method):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        if self.options.average_tail and not self.scene_modes:
-            from ..errors import OptionError
+        for option in ("average_tail", "prefit"):
+            if getattr(self.options, option) and not self.scene_modes:
+                from ..errors import OptionError
 
-            raise OptionError(
-                f"bad option for method {self.name!r}: average_tail needs a method trained "
-                "on whole images; this one trains on samples and predicts once at the end: "
-                "leave average_tail at 0")
+                raise OptionError(
+                    f"bad option for method {self.name!r}: {option} needs a method trained "
+                    "on whole images; this one trains on samples of one image: leave "
+                    f"{option} at 0")
 
     def build_model(self, guide_channels: int, scale: int) -> Any:
         raise NotImplementedError
@@ -109,15 +117,20 @@ class LearnedMethod(Method):
         """Run the shared loop; returns :class:`geosr.optimize.FitResult`.
 
         ``init_state``: weights to start from (bytes of :meth:`fit_scene`) instead of a
-        fresh initialisation (the ``hybrid`` mode's per-tile fits).
+        fresh initialisation (the ``hybrid`` mode's per-tile fits). Otherwise, with the
+        ``prefit`` option, the weights come from a pre-fit on the input's coarser copy.
         """
-        from ..optimize import fit, seeded
+        from ..optimize import fit, prefit, seeded
 
-        cfg = self.optim_config(from_weights=init_state is not None)
-        with seeded(cfg.seed):
+        with seeded(self.options.seed):
             model = self.build_model(guide.shape[0], scale)
+            prefitted = 0
             if init_state is not None:
                 model.load_state_dict(load_state(init_state))
+            elif self.options.prefit:
+                prefitted, _ = prefit(model, lr, guide, scale, mask, self.optim_config(),
+                                      self.options.prefit)
+            cfg = self.optim_config(from_weights=init_state is not None or prefitted > 0)
             res = fit(
                 model, lr, guide, scale, mask, cfg, progress=progress,
                 snapshot_steps=snapshot_steps,
