@@ -68,6 +68,7 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "scene_crop": int,
     "hybrid_iterations": int,
     "back_project": int,
+    "prefit": int,
     "network": str,  # a network file, relative to the manifest's folder
 }
 STATUS_DIR = "scenes"
@@ -242,7 +243,8 @@ def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
     if not s.get("scale"):
         raise OptionError(f"scene {scene.id!r} has no scale; pass --scale or set it per scene")
     method = s.get("method") or "mmsr"
-    shared = {k: s.get(k) for k in ("preset", "iterations", "device", "seed", "back_project")}
+    shared = {k: s.get(k) for k in ("preset", "iterations", "device", "seed", "back_project",
+                                        "prefit")}
     opts = method_options_for(method, {k: v for k, v in shared.items() if v is not None})
     opts.update(s.get("options") or {})
     return {

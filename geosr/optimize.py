@@ -434,7 +434,9 @@ def prefit(
     ``(0, nan)`` when the input is too small for a coarse copy.
     """
     copy = coarse_copy(lr, guide, mask, scale)
-    if copy is None or steps < 1:
+    if steps < 1:
+        return 0, float("nan")
+    if copy is None:
         logger.info("no pre-fit: a %dx%d LR has no coarse copy of at least %d pixels a side",
                     lr.shape[-2], lr.shape[-1], PREFIT_MIN_SIDE)
         return 0, float("nan")

@@ -298,7 +298,6 @@ def test_learned__prefit_on_the_coarse_copy(name, tiny_pair, monkeypatch):
 
 def test_learned__prefit_skipped_when_the_input_is_too_small(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)  # LR 8x10 at x4: a 2x2 coarse copy
-    mask = np.ones_like(lr, bool)
     kw = {"iterations": 3, "seed": 2, "device": "cpu"}
     np.testing.assert_array_equal(build("mmsr", prefit=20, **kw)(lr, guide, scale),
                                   build("mmsr", **kw)(lr, guide, scale))

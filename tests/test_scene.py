@@ -235,6 +235,15 @@ def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
     mode = json.loads(r.output)["mode"]
     assert mode["hybrid_iterations"] == 20 and mode["back_project"] == 0
     assert json.loads(r.output)["options"]["back_project"] == 0  # the fits' outputs too
+    r = CliRunner().invoke(cli, ["dem-sr", "--lr", scene["lr"], "--guide", scene["guide"],
+                                 "--scale", "4", "-o", str(scene["dir"] / "o.tif"),
+                                 "--prefit", "300", "--iterations", "55", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["options"]["prefit"] == 300
+    r = CliRunner().invoke(cli, ["sr", "--method", "p2p", "--lr", scene["lr"], "--guide",
+                                 scene["guide"], "--scale", "4", "-o",
+                                 str(scene["dir"] / "o.tif"), "--prefit", "10", "--dry-run"])
+    assert r.exit_code == 2 and "prefit" in r.output and "leave" in r.output
     r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--lr", scene["lr"],
                                  "--guide", scene["guide"], "--scale", "4",
                                  "-o", str(scene["dir"] / "o.tif"), "--mode", "scene"])
@@ -258,6 +267,10 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
     kw = scene_run_kwargs(Scene("d", "lr.tif", "g.tif", "o.tif", (("method", "bicubic"),)),
                           {"scale": 4, "back_project": 5})
     assert kw["method_options"] == {}  # bicubic has nothing to back-project
+    sc = Scene("e", "lr.tif", "g.tif", "o.tif", (("prefit", 50),))
+    assert scene_run_kwargs(sc, {"scale": 4, "prefit": 300})["method_options"]["prefit"] == 50
+    assert scene_run_kwargs(Scene("f", "lr.tif", "g.tif", "o.tif"),
+                            {"scale": 4, "prefit": 300})["method_options"]["prefit"] == 300
 
 
 def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:

@@ -31,7 +31,7 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "creation_options": kw["creation_options"], "keep_tiles": kw["keep_tiles"],
         "stac": kw["stac"], "mode": kw["mode"], "scene_iterations": kw["scene_iterations"],
         "scene_crop": kw["scene_crop"], "hybrid_iterations": kw["hybrid_iterations"],
-        "back_project": kw["back_project"], "network": kw["network"],
+        "back_project": kw["back_project"], "prefit": kw["prefit"], "network": kw["network"],
     }
 
 

@@ -78,6 +78,7 @@ def _method_options(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "device": kw["device"],
         "seed": kw["seed"],
         "back_project": kw.get("back_project"),
+        "prefit": kw.get("prefit"),
     }
     opts = method_options_for(kw["method"], {k: v for k, v in shared.items() if v is not None})
     # Explicit -O options go through unfiltered: an unknown one is an error.
