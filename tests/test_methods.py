@@ -209,13 +209,11 @@ def test_optimizer__warmup_ramps_the_rate_then_follows_the_schedule():
         get_method("mmsr", warmup=-1)
 
 
-def test_learned__warmup_only_for_fits_from_fitted_weights(tiny_pair, monkeypatch):
-    """The default ramp (5 steps) applies when a fit starts from fitted weights (hybrid
-    tiles, --network refits) and never to a fit from scratch."""
+def spy_warmups(monkeypatch) -> list[int]:
+    """The ``warmup`` of every optimiser the loop makes from now on, in order."""
     from geosr import optimize
-    from geosr.models.learned import dump_state
 
-    seen = []
+    seen: list[int] = []
     make = optimize.make_optimizer
 
     def spy(model, cfg):
@@ -223,6 +221,15 @@ def test_learned__warmup_only_for_fits_from_fitted_weights(tiny_pair, monkeypatc
         return make(model, cfg)
 
     monkeypatch.setattr(optimize, "make_optimizer", spy)
+    return seen
+
+
+def test_learned__warmup_only_for_fits_from_fitted_weights(tiny_pair, monkeypatch):
+    """The default ramp (5 steps) applies when a fit starts from fitted weights (hybrid
+    tiles, --network refits) and never to a fit from scratch."""
+    from geosr.models.learned import dump_state
+
+    seen = spy_warmups(monkeypatch)
     lr, guide, scale = normalised(tiny_pair)
     mask = np.ones_like(lr, bool)
     m = build("mmsr", iterations=2, device="cpu")
@@ -274,15 +281,8 @@ def test_learned__prefit_on_the_coarse_copy(name, tiny_pair, monkeypatch):
         losses.append(pre(*args, **kwargs))
         return losses[-1]
 
-    warmups = []
-    make = optimize.make_optimizer
-
-    def spy_optimizer(model, cfg):
-        warmups.append(cfg.warmup)
-        return make(model, cfg)
-
+    warmups = spy_warmups(monkeypatch)
     monkeypatch.setattr(optimize, "prefit", spy)
-    monkeypatch.setattr(optimize, "make_optimizer", spy_optimizer)
     kw = {"iterations": 3, "seed": 2, "device": "cpu", "back_project": 0}
     fresh = build(name, **kw).fit(lr, guide, scale, mask)
     m = build(name, prefit=60, **kw)

@@ -160,7 +160,7 @@ prefit_opt = click.option(
     "--prefit", type=click.IntRange(min=0), default=None, metavar="N",
     help="Learned methods fitted per tile: first fit N steps on the tile's own coarser copy "
     "(the LR pooled by the scale, the LR as the answer), each ~1/scale^2 of a step. Short "
-    "fits gain most: e.g. --prefit 300 --iterations 80 (README, 'Pre-fitting on the "
+    "fits gain most: e.g. --prefit 300 --iterations 95 (README, 'Pre-fitting on the "
     "input's coarser copy'). Default 0: off, the papers' start.",
 )
 network_opt = click.option(
