@@ -405,10 +405,13 @@ def coarse_copy(
         return None
     hs, ws = h * scale, w * scale
     target = np.ascontiguousarray(lr[:, :hs, :ws], np.float32)
-    coarse = target.reshape(-1, h, scale, w, scale).mean(axis=(2, 4))
-    g = np.ascontiguousarray(guide[:, : hs * scale, : ws * scale], np.float32)
-    coarse_g = g.reshape(g.shape[0], hs, scale, ws, scale).mean(axis=(2, 4))
-    return (coarse.astype(np.float32), coarse_g.astype(np.float32), target,
+
+    def pooled(a: np.ndarray) -> np.ndarray:  # (C, H, W), multiples of scale
+        c, hh, ww = a.shape
+        return a.reshape(c, hh // scale, scale, ww // scale, scale).mean(axis=(2, 4))
+
+    guide = np.ascontiguousarray(guide[:, : hs * scale, : ws * scale], np.float32)
+    return (pooled(target), pooled(guide), target,
             np.ascontiguousarray(mask[:, :hs, :ws], np.float32))
 
 
@@ -433,9 +436,9 @@ def prefit(
     the fit that follows starts a fresh optimiser. Returns ``(steps run, last loss)``;
     ``(0, nan)`` when the input is too small for a coarse copy.
     """
-    copy = coarse_copy(lr, guide, mask, scale)
     if steps < 1:
         return 0, float("nan")
+    copy = coarse_copy(lr, guide, mask, scale)
     if copy is None:
         logger.info("no pre-fit: a %dx%d LR has no coarse copy of at least %d pixels a side",
                     lr.shape[-2], lr.shape[-1], PREFIT_MIN_SIDE)
