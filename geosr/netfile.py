@@ -46,6 +46,10 @@ def _loop_option_names() -> set[str]:
 #: size (a speed knob) and the displacement field's smoothness penalty (a loss term)
 _NOT_NETWORK = {"block", "field_tv"}
 
+#: network options added after network files were first written, with the value that the
+#: network in an older file (one without the key) was built with
+_ADDED_OPTIONS = {"source_dilation": 1}
+
 
 def network_options(options: dict[str, Any]) -> dict[str, Any]:
     """The options that define the network (loop settings such as iterations removed)."""
@@ -137,7 +141,9 @@ def load_network(path: str | os.PathLike[str], plan: Plan) -> bytes:
         raise InputError(f"{where} was fitted with a {meta['guide_channels']}-band guide, but "
                          f"this run's guide has {channels}: choose the bands with "
                          "--guide-bands, or fit a new network")
-    saved, ours = network_options(meta["options"]), network_options(method_options(plan))
+    ours = network_options(method_options(plan))
+    older = {k: v for k, v in _ADDED_OPTIONS.items() if k in ours and k not in meta["options"]}
+    saved = network_options({**meta["options"], **older})
     if saved != ours:
         diff = ", ".join(f"{k}={saved.get(k)!r} (this run: {ours.get(k)!r})"
                          for k in sorted(set(saved) | set(ours)) if saved.get(k) != ours.get(k))

@@ -93,6 +93,26 @@ def test_network__a_mismatch_is_refused_before_any_work(scene, saved, change, me
     assert not (scene["dir"] / "bad.tif.tiles").exists()
 
 
+def test_network__an_older_robself_file_is_read_with_its_plain_source_convs(scene) -> None:
+    """A RobSelf network file written before ``source_dilation`` existed was fitted with
+    plain 3x3 source convs: it is refused under today's default (dilated convs) with the
+    option that reproduces it named, and accepted with that option."""
+    import torch
+
+    opts = {**FAST, "source_dilation": 1}
+    net = scene["dir"] / "old.pt"
+    _run(scene, "old.tif", "scene", method="robself-re", options=opts, save=net)
+    blob = torch.load(net, weights_only=True)
+    meta = json.loads(blob["meta"])
+    del meta["options"]["source_dilation"]  # as an older geosr wrote it
+    torch.save({**blob, "meta": json.dumps(meta)}, net)
+    with pytest.raises(InputError, match=r"source_dilation=1 \(this run: None\)"):
+        _run(scene, "new.tif", "scene", method="robself-re", options=FAST, network=net)
+    again = _run(scene, "again.tif", "scene", method="robself-re", options=opts, network=net)
+    assert again["scene_fit"] == {"steps": 0, "network": str(net)}
+    np.testing.assert_array_equal(_read(scene["dir"] / "old.tif"), _read(scene["dir"] / "again.tif"))
+
+
 def test_network__loop_options_may_differ(scene, saved) -> None:
     """Iterations, seed, the learning rate or the filter's block size do not change the
     network: accepted."""

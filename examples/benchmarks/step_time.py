@@ -6,7 +6,8 @@
 ``mmsr`` uses geosr's memory-efficient filter, ``mmsr:unfold`` the reference formulation
 (materialised ``F.unfold``), ``mmsr:none`` the same network with both filters removed
 (the convolution-only floor); ``robself-re:twopass`` runs RobSelf's reference filter as
-two filters and a per-pixel selection instead of one pass. All variants run in one process, one after another, on
+two filters and a per-pixel selection instead of one pass, ``robself-re:plain`` RobSelf as
+it was before session 12 (plain 3x3 source convs, no field penalty). All variants run in one process, one after another, on
 the same inputs, so their ratios are comparable. Prints JSON; peak RSS is sampled from
 /proc around each variant (the process's resident memory, interpreter and torch included).
 Each step is also split into forward (with the loss), backward and optimiser (Adam) time;
@@ -49,6 +50,8 @@ from geosr.optimize import (
 def build(variant: str, scale: int, preset: str | None):
     name, _, impl = variant.partition(":")
     opts = {"preset": preset} if preset else {}
+    if impl == "plain":  # RobSelf before session 12: undilated source convs, no field penalty
+        opts.update(source_dilation=1, field_tv=0.0)
     method = get_method(name, **opts)
     torch.manual_seed(0)
     if name == "mmsr":
@@ -59,7 +62,7 @@ def build(variant: str, scale: int, preset: str | None):
     net = method.build_model(3, scale)
     if impl == "twopass":  # RobSelf's reference filter as two filters and a selection
         net.one_pass = False
-    elif impl:
+    elif impl and impl != "plain":
         raise SystemExit(f"unknown variant {variant!r}")
     return net
 

@@ -48,8 +48,11 @@ PRESETS: dict[str, tuple[dict[int, tuple[int, int, int]], float | None]] = {
 }
 
 
-def _conv_relu(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True))
+def _conv_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation),
+        nn.ReLU(inplace=True),
+    )
 
 
 class Translator(nn.Module):
@@ -182,7 +185,7 @@ class RobSelfNet(nn.Module):
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
-        residual: bool = False, field_tv: float = 0.0,
+        residual: bool = False, field_tv: float = 0.0, source_dilation: int | None = None,
     ) -> None:
         super().__init__()
         self.field_tv = field_tv
@@ -192,7 +195,12 @@ class RobSelfNet(nn.Module):
         #: paper, for comparison)
         self.one_pass = True
         self.max_disp = max_disp
-        self.extract_source = nn.Sequential(_conv_relu(1, width), _conv_relu(width, width))
+        # Source extraction taps one LR pixel apart (dilation = scale by default): on the
+        # bilinearly upsampled LR, adjacent HR pixels hold nearly the same blurred value,
+        # and only taps that reach the neighbouring LR pixels see both sides of an edge.
+        d = scale if source_dilation is None else source_dilation
+        self.extract_source = nn.Sequential(_conv_relu(1, width, dilation=d),
+                                            _conv_relu(width, width, dilation=d))
         self.extract_guide = nn.Sequential(_conv_relu(guide_channels, width), _conv_relu(width, width))
         self.align = ResampleAlign(width) if variant == "re" else DeformAlign(width, deform_kernel)
         self.translator = Translator(width, levels, self.align.offsets)
@@ -244,8 +252,12 @@ class RobSelfOptions(LearnedOptions):
     block: int = 8
     #: I_sr = bicubic + the prediction head's output (not in the paper; see MMSR's option)
     residual: bool = False
-    #: weight of the displacement field's total variation in the loss (0: none)
-    field_tv: float = 0.0
+    #: weight of the displacement field's total variation in the loss (0: none, the
+    #: paper's loss); 0.1 measured better with and without misalignment (README, session 12)
+    field_tv: float = 0.1
+    #: dilation of the two source extraction convs, HR pixels (None: the scale, i.e. taps
+    #: on the neighbouring LR pixels; 1: plain 3x3 convs on the upsampled LR)
+    source_dilation: int | None = None
     #: mean prediction of the last 20 % of the steps (0: last step); see MMSROptions
     average_tail: float = 0.2
     #: back-projection onto the LR (0: the paper's output); the default follows MMSR's,
@@ -263,6 +275,9 @@ class RobSelfOptions(LearnedOptions):
             raise ValueError(f"max_disp must be > 0, got {self.max_disp}")
         if not self.field_tv >= 0:
             raise ValueError(f"field_tv must be >= 0, got {self.field_tv}")
+        if self.source_dilation is not None and not 1 <= self.source_dilation <= 32:
+            raise ValueError(f"source_dilation must be in 1..32 (or unset: the scale), "
+                             f"got {self.source_dilation}")
 
     def settings(self, scale: int) -> tuple[int, int, int, float | None]:
         table, eta = PRESETS[self.preset]
@@ -281,13 +296,16 @@ class _RobSelf(LearnedMethod):
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
-            residual=o.residual, field_tv=o.field_tv,
+            residual=o.residual, field_tv=o.field_tv, source_dilation=o.source_dilation,
         )
 
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)
-        # the misalignment bound + filter radius + extraction/head convs, in LR pixels
-        return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + 8) / scale) + 2)
+        dil = self.options.source_dilation or scale
+        # the misalignment bound + filter radius + source extraction convs (2 x dilation)
+        # + guide/head convs, in LR pixels
+        return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + 2 * dil + 6) / scale)
+                   + 2)
 
 
 class RobSelfRe(_RobSelf):
