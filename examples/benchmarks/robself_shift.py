@@ -7,8 +7,12 @@ records the RMSE of the prediction (and, for RobSelf, of the translation head's
 should approach the opposite of the shift, in (dy, dx) HR pixels.
 
     python examples/benchmarks/robself_shift.py --shift 3,-3 --shift 0,0 \\
-        --run robself-re --run robself-re:field_tv=0.1 --run mmsr \\
+        --run robself-re:source_dilation=1,field_tv=0 \\
+        --run robself-re:source_dilation=1,field_tv=0.1 --run mmsr \\
         --json examples/benchmarks/robself_shift.json
+
+reproduces the committed JSON (made before session 12, whose defaults are
+``source_dilation`` = the scale and ``field_tv=0.1``).
 
 ``--run NAME[:key=value,...]`` runs a registered method with options.
 """
