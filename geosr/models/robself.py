@@ -9,13 +9,15 @@ supervised by the LR source, a content-aware reference filter, and a prediction 
 Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1.
 
 Choices the paper leaves open (documented in the README):
-- extraction layers: two 3x3 convs + ReLU per modality (``width`` channels);
+- extraction layers: two 3x3 convs + ReLU per modality (``width`` channels); the source
+  convs are dilated by the scale (``source_dilation``), so that their taps fall on the
+  neighbouring LR pixels of the bilinearly upsampled source;
 - translator: a 1x1 fusion of ``[F_source, F_guide]``, then ``levels`` encoder levels
   (stride-2 3x3 conv + 3x3 conv) and as many decoder levels (bilinear x2, concat skip,
   two 3x3 convs), and a 3x3 output conv that is **zero-initialised** (the fit starts from
   the identity alignment); displacements are bounded by ``max_disp * tanh(.)`` HR pixels
-  and not regularised unless ``field_tv`` > 0 (their total variation is then added to the
-  loss; measured no better, see the README);
+  and regularised by their total variation, weighted by ``field_tv`` (0.1; 0 gives the
+  paper's two-term loss; see the README, session 12);
 - deformable alignment in plain torch: ``grid_sample`` of the ``k^2`` offset taps, then
   a linear (1x1) map of the stacked taps, i.e. a deformable convolution;
 - heads: 2 residual 1x1 blocks + 1x1 conv (as MMSR's head); shared between ``I_trans`` and ``I_sr``
