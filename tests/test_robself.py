@@ -94,12 +94,12 @@ def test_robself__bad_source_dilation_is_refused(bad):
         get_method("robself-re", source_dilation=bad)
 
 
-def test_robself__fits_with_the_field_penalty_by_default(tiny_pair):
+def test_robself__field_penalty_is_in_the_loss_by_default(tiny_pair):
     lr, guide, scale = tiny_pair
-    method = get_method("robself-re", iterations=2, width=8)
-    out = method.build_model(guide.shape[0], scale)(
-        torch.zeros(1, 1, *lr.shape[-2:]), torch.zeros(1, guide.shape[0], *guide.shape[1:]))
-    assert len(out) == 3 and float(out[2].detach()) == 0.0  # a constant (zero) field: no penalty yet
+    net = get_method("robself-re", width=8).build_model(guide.shape[0], scale)
+    out = net(torch.zeros(1, 1, *lr.shape[-2:]), torch.zeros(1, *guide.shape))
+    assert net.field_tv == 0.1
+    assert len(out) == 3 and float(out[2].detach()) == 0.0  # the initial field is constant
 
 
 def test_robself__fits_and_returns_both_heads(tiny_pair):
@@ -166,8 +166,8 @@ def test_robself_re__beats_mmsr_with_a_shifted_guide(shared_data):
     """A real 96x96 crop, x4, guide shifted by 3 HR pixels: RobSelf-Re wins after 300 steps
     (issue 4's acceptance test; ~2 min on 2 CPU cores). It failed with the plain source
     convs and no field penalty (before session 12); over 33 such crops RobSelf-Re is now
-    about even with MMSR (README, 'Small crops, small shifts'), so this is one crop, not a
-    margin."""
+    about even with MMSR (README, 'RobSelf: dilated source convs and a smooth field'), so
+    this is one crop, not a margin."""
     import geosr
     from geosr.evaluate import degrade, load_pairs, metrics
 
