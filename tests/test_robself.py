@@ -178,6 +178,7 @@ def test_robself_re__beats_mmsr_with_a_shifted_guide(shared_data):
         m: metrics(geosr.super_resolve(lr, guide, 4, method=m, iterations=300)[0], hr)["rmse"]
         for m in ("mmsr", "robself-re")
     }
+    print(f"RMSE after 300 steps: {rmse}")  # shown with pytest -s
     assert rmse["robself-re"] < rmse["mmsr"], rmse
 
 
