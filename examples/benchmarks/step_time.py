@@ -62,7 +62,7 @@ def build(variant: str, scale: int, preset: str | None):
     net = method.build_model(3, scale)
     if impl == "twopass":  # RobSelf's reference filter as two filters and a selection
         net.one_pass = False
-    elif impl and impl != "plain":
+    elif impl not in ("", "plain"):
         raise SystemExit(f"unknown variant {variant!r}")
     return net
 

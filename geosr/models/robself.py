@@ -187,7 +187,7 @@ class RobSelfNet(nn.Module):
         self, guide_channels: int, scale: int, *, variant: str = "re", width: int = 64,
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
-        residual: bool = False, field_tv: float = 0.0, source_dilation: int | None = None,
+        residual: bool = False, field_tv: float = 0.0, source_dilation: int = 1,
     ) -> None:
         super().__init__()
         self.field_tv = field_tv
@@ -197,10 +197,10 @@ class RobSelfNet(nn.Module):
         #: paper, for comparison)
         self.one_pass = True
         self.max_disp = max_disp
-        # Source extraction taps one LR pixel apart (dilation = scale by default): on the
-        # bilinearly upsampled LR, adjacent HR pixels hold nearly the same blurred value,
-        # and only taps that reach the neighbouring LR pixels see both sides of an edge.
-        d = scale if source_dilation is None else source_dilation
+        # Source extraction taps ``source_dilation`` HR px apart (the methods pass the scale:
+        # on the bilinearly upsampled LR, adjacent HR pixels hold nearly the same blurred
+        # value, and only taps that reach the neighbouring LR pixels see both sides of an edge).
+        d = source_dilation
         self.extract_source = nn.Sequential(_conv_relu(1, width, dilation=d),
                                             _conv_relu(width, width, dilation=d))
         self.extract_guide = nn.Sequential(_conv_relu(guide_channels, width), _conv_relu(width, width))
@@ -281,6 +281,10 @@ class RobSelfOptions(LearnedOptions):
             raise ValueError(f"source_dilation must be in 1..32 (or unset: the scale), "
                              f"got {self.source_dilation}")
 
+    def dilation(self, scale: int) -> int:
+        """The source convs' dilation at ``scale``: ``source_dilation``, or the scale if unset."""
+        return self.source_dilation or scale
+
     def settings(self, scale: int) -> tuple[int, int, int, float | None]:
         table, eta = PRESETS[self.preset]
         levels, m, n = table.get(scale) or table[min(table, key=lambda s: abs(s - scale))]
@@ -298,15 +302,14 @@ class _RobSelf(LearnedMethod):
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
-            residual=o.residual, field_tv=o.field_tv, source_dilation=o.source_dilation,
+            residual=o.residual, field_tv=o.field_tv, source_dilation=o.dilation(scale),
         )
 
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)
-        dil = self.options.source_dilation or scale
-        # the misalignment bound + filter radius + source extraction convs (2 x dilation)
-        # + guide/head convs, in LR pixels
-        return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + 2 * dil + 6) / scale)
+        reach = 2 * self.options.dilation(scale)  # the two source extraction convs
+        # the misalignment bound + filter radius + source convs + guide/head convs, in LR px
+        return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + reach + 6) / scale)
                    + 2)
 
 
