@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import GeosrError
-
-__version__ = "0.1.0"
+from geosr.errors import GeosrError
+from geosr.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import Method
+    from geosr.models import Method
 
 
 def super_resolve(lr: Any, guide: Any, scale: int, method: str = "mmsr", **options: Any) -> Any:
-    """See :func:`geosr.api.super_resolve`."""
-    from .api import super_resolve as _sr
+    """See :func:`geosr.models.api.super_resolve`."""
+    from geosr.models.api import super_resolve as _sr
 
     return _sr(lr, guide, scale, method, **options)
 
@@ -23,21 +22,21 @@ def super_resolve_xr(
     lr: Any, guide: Any, scale: int, *, method: str = "mmsr", **options: Any
 ) -> Any:
     """Super-resolve georeferenced xarray DataArrays; see :func:`geosr.xr.super_resolve_xr`."""
-    from .xr import super_resolve_xr as _srx
+    from geosr.xr import super_resolve_xr as _srx
 
     return _srx(lr, guide, scale, method=method, **options)
 
 
 def get_method(name: str, **options: Any) -> Method:
     """Build a registered method by name; see :func:`geosr.models.get_method`."""
-    from .models import get_method as _gm
+    from geosr.models import get_method as _gm
 
     return _gm(name, **options)
 
 
 def list_methods() -> list[str]:
     """Names of the registered methods."""
-    from .models import list_methods as _lm
+    from geosr.models import list_methods as _lm
 
     return _lm()
 

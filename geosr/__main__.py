@@ -1,6 +1,6 @@
 """``python -m geosr`` runs the command line (the same as the ``geosr`` script)."""
 
-from .cli.main import cli
+from geosr.cli.main import cli
 
 if __name__ == "__main__":
     cli(prog_name="geosr")

@@ -42,7 +42,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import GeosrError, OptionError
+from geosr.errors import GeosrError, OptionError
+from geosr.pipeline.config import SHARED_METHOD_SETTINGS, RunConfig, run_config
+from geosr.pipeline.run import run
 
 logger = logging.getLogger(__name__)
 
@@ -234,42 +236,24 @@ def read_status(state_dir: str | os.PathLike[str], scene_id: str) -> dict[str, A
 
 
 # -- one scene -----------------------------------------------------------------------------
-def scene_run_kwargs(scene: Scene, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments of :func:`geosr.pipeline.run` for a scene (defaults < scene)."""
-    from .pipeline import OutputConfig, TilingConfig, method_options_for
-    from .scene import SceneConfig
-
+def scene_config(scene: Scene, defaults: dict[str, Any]) -> RunConfig:
+    """The run configuration of a scene: the batch's settings, overridden by the scene's
+    own manifest columns, through the same :func:`~geosr.pipeline.config.run_config` as
+    the CLI's flags. STAC items are on unless a scene or the batch says otherwise."""
     s = {**defaults, **dict(scene.settings)}
     if not s.get("scale"):
         raise OptionError(f"scene {scene.id!r} has no scale; pass --scale or set it per scene")
-    method = s.get("method") or "mmsr"
-    shared = {k: s.get(k) for k in ("preset", "iterations", "device", "seed", "back_project",
-                                        "prefit")}
-    opts = method_options_for(method, {k: v for k, v in shared.items() if v is not None})
-    opts.update(s.get("options") or {})
-    return {
-        "scale": s["scale"],
-        "method": method,
-        "method_options": opts,
-        "lr_band": s.get("lr_band"),
-        "guide_bands": s.get("guide_bands"),
-        "nodata": s.get("nodata"),
-        "tiling": TilingConfig(tile_size=s.get("tile_size"), overlap=s.get("overlap"),
-                               workers=s.get("workers")),
-        "output": OutputConfig(
-            cog=s.get("cog", True), overwrite=bool(s.get("overwrite")),
-            creation_options=tuple(s.get("creation_options") or ()),
-            keep_tiles=bool(s.get("keep_tiles")),
-        ),
-        "stac": bool(s.get("stac", True)),
-        "scene": SceneConfig(
-            mode=s.get("mode") or "tile", iterations=s.get("scene_iterations"),
-            crop=s.get("scene_crop") or 48, hybrid_iterations=s.get("hybrid_iterations") or 100,
-            back_project=(SceneConfig.back_project if s.get("back_project") is None
-                          else s["back_project"]),
-            network=s.get("network"),
-        ),
-    }
+    return run_config(
+        scale=s["scale"], method=s.get("method"), options=s.get("options"),
+        **{k: s.get(k) for k in SHARED_METHOD_SETTINGS},
+        lr_band=s.get("lr_band"), guide_bands=s.get("guide_bands"), nodata=s.get("nodata"),
+        mode=s.get("mode"), scene_iterations=s.get("scene_iterations"),
+        scene_crop=s.get("scene_crop"), hybrid_iterations=s.get("hybrid_iterations"),
+        network=s.get("network"), tile_size=s.get("tile_size"), overlap=s.get("overlap"),
+        workers=s.get("workers"), cog=s.get("cog", True), overwrite=s.get("overwrite"),
+        creation_options=s.get("creation_options"), keep_tiles=s.get("keep_tiles"),
+        stac=s.get("stac", True),
+    )
 
 
 def run_scene(
@@ -282,8 +266,6 @@ def run_scene(
     progress: Any = None,
 ) -> dict[str, Any]:
     """Run one scene, recording its status; never raises for a failing scene."""
-    from .pipeline import run
-
     state = Path(state_dir)
     status_file = _status_path(state, scene.id)
     t0 = time.perf_counter()
@@ -296,11 +278,11 @@ def run_scene(
     started = dt.datetime.now(dt.timezone.utc).isoformat()
     _write_json(status_file, {**base, "status": "running", "started": started})
     try:
-        kw = scene_run_kwargs(scene, defaults)
+        config = scene_config(scene, defaults)
         summary = run(
-            scene.lr, scene.guide, scene.output, resume=resume, client=client,
+            scene.lr, scene.guide, scene.output, config, resume=resume, client=client,
             progress=progress.tiles if progress is not None else None,
-            on_stage=progress.stage if progress is not None else None, **kw,
+            on_stage=progress.stage if progress is not None else None,
         )
         result = {**base, "status": "done", "error": None, "stac": summary.get("stac"),
                   "tiles": summary.get("tiles")}

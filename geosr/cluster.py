@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from .errors import OptionError
+from geosr.errors import OptionError
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 
-def _spread_floor(center: np.ndarray | float) -> np.ndarray:
+def spread_floor(center: np.ndarray | float) -> np.ndarray:
     return 1e-6 * (np.abs(center) + 1.0)
 
 
@@ -41,7 +41,7 @@ class BandStats:
                 continue
             m = float(vals.mean())
             s = float(vals.std())
-            if not np.isfinite(s) or s <= _spread_floor(m):
+            if not np.isfinite(s) or s <= spread_floor(m):
                 s = 1.0
             means.append(m)
             stds.append(s)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 import click
 
-from .. import __version__
+from geosr.version import __version__
 
 # command name -> (module, attribute)
 _COMMANDS: dict[str, tuple[str, str]] = {
@@ -32,11 +31,6 @@ class LazyGroup(click.Group):
         module, attr = _COMMANDS[cmd_name]
         return getattr(importlib.import_module(module), attr)
 
-
-def configure_logging(verbose: int, quiet: int) -> None:
-    level = max(10, 30 - 10 * (verbose - quiet))
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("geosr").setLevel(level)
 
 
 @click.group(cls=LazyGroup)

@@ -12,7 +12,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def methods_cmd(as_json: bool) -> None:
     """List the registered methods and their options with defaults."""
-    from ..models import get_method_class, list_methods
+    from geosr.models import get_method_class, list_methods
 
     table = {}
     for name in list_methods():

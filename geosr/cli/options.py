@@ -14,8 +14,8 @@ F = Callable[..., Any]
 def _parse_scale(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
     if value is None:
         return None
-    from ..api import check_scale
-    from ..errors import OptionError
+    from geosr.errors import OptionError
+    from geosr.models.api import check_scale
 
     try:
         num: Any = float(value) if any(c in str(value) for c in ".eE") else int(value)

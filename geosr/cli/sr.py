@@ -17,7 +17,13 @@ from typing import Any
 
 import click
 
-from .options import common_options, parse_option_value
+from geosr.cli.common import configure_logging, wants_gpu
+from geosr.cli.options import common_options, parse_option_value
+from geosr.cluster import dask_client
+from geosr.errors import GeosrError, GridError, InputError, OptionError
+from geosr.pipeline.config import RunConfig, run_config
+from geosr.pipeline.plan import make_plan
+from geosr.pipeline.run import run
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +35,7 @@ def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int, str | None]]:
     if kw["example"]:
         if kw["lr"] or kw["guide"]:
             raise click.UsageError("--example replaces --lr and --guide; pass one or the other")
-        from ..example import write_example
+        from geosr.raster.example import write_example
 
         scale = kw["scale"] or 4
         with tempfile.TemporaryDirectory(prefix="geosr-example-") as tmp:
@@ -55,7 +61,7 @@ def _score_example(output: str, lr: str, guide: str, reference: str, scale: int)
     import numpy as np
     import rasterio
 
-    from ..api import super_resolve
+    from geosr.models.api import super_resolve
 
     with rasterio.open(output) as o, rasterio.open(reference) as r, rasterio.open(lr) as src:
         out, ref, low = o.read(1, masked=True), r.read(1), src.read(1, masked=True)
@@ -69,21 +75,6 @@ def _score_example(output: str, lr: str, guide: str, reference: str, scale: int)
     return {"rmse_m": rmse(out.filled(np.nan)), "bicubic_rmse_m": rmse(bic)}
 
 
-def _method_options(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
-    from ..pipeline import method_options_for
-
-    shared = {
-        "preset": preset,
-        "iterations": kw["iterations"],
-        "device": kw["device"],
-        "seed": kw["seed"],
-        "back_project": kw.get("back_project"),
-        "prefit": kw.get("prefit"),
-    }
-    opts = method_options_for(kw["method"], {k: v for k, v in shared.items() if v is not None})
-    # Explicit -O options go through unfiltered: an unknown one is an error.
-    opts.update({k: parse_option_value(v) for k, v in kw["method_option"]})
-    return opts
 
 
 def _progress_bar(quiet: int) -> tuple[Any, Any]:
@@ -113,7 +104,7 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(closer, tile callback, JsonProgress or None) for ``--progress``."""
     mode = kw.get("progress_mode", "auto")
     if mode == "json":
-        from ..progress import JsonProgress
+        from geosr.cli.progress import JsonProgress
 
         rep = JsonProgress(sys.stderr)
         return None, rep.tiles, rep
@@ -123,17 +114,9 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
     return bar, update, None
 
 
-def wants_gpu(method: str, device: str | None) -> bool:
-    """Whether the tile tasks of ``method`` may run on a GPU (learned, device not cpu)."""
-    from ..pipeline import is_deterministic
-
-    return not is_deterministic(method) and device != "cpu"
-
 
 def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
     """Shared body of the three commands."""
-    from .main import configure_logging
-
     configure_logging(kw["verbose"], kw["quiet"])
     bar, update, rep = _reporter(kw)
     try:
@@ -172,15 +155,6 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             )
 
 
-def _scene_config(kw: dict[str, Any]) -> Any:
-    from ..scene import SceneConfig
-
-    return SceneConfig(mode=kw.get("mode") or "tile", iterations=kw.get("scene_iterations"),
-                       crop=kw.get("scene_crop") or 48,
-                       hybrid_iterations=kw.get("hybrid_iterations") or 100,
-                       back_project=(SceneConfig.back_project if kw.get("back_project") is None
-                                     else kw["back_project"]),
-                       network=kw.get("network"))
 
 
 def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:
@@ -211,39 +185,40 @@ def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:
     return update
 
 
-def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict | None:
-    from ..cluster import dask_client
-    from ..errors import GeosrError, GridError, InputError, OptionError
-    from ..pipeline import OutputConfig, TilingConfig, make_plan, run
+def config_from_flags(kw: dict[str, Any], *, scale: int, preset: str | None,
+                      distributed: bool = False) -> RunConfig:
+    """The run configuration of the command's flags (``-O`` values parsed here)."""
+    return run_config(
+        scale=scale, method=kw["method"], preset=preset, iterations=kw["iterations"],
+        device=kw["device"], seed=kw["seed"], back_project=kw.get("back_project"),
+        prefit=kw.get("prefit"),
+        options={k: parse_option_value(v) for k, v in kw["method_option"]},
+        lr_band=kw["lr_band"], guide_bands=kw["guide_bands"], nodata=kw["nodata"],
+        mode=kw.get("mode"), scene_iterations=kw.get("scene_iterations"),
+        scene_crop=kw.get("scene_crop"), hybrid_iterations=kw.get("hybrid_iterations"),
+        network=kw.get("network"), tile_size=kw["tile_size"], overlap=kw["overlap"],
+        workers=None if distributed else kw["workers"], cog=kw["cog"],
+        overwrite=kw["overwrite"], creation_options=kw["creation_options"],
+        keep_tiles=kw["keep_tiles"], stac=kw.get("stac", False),
+        save_network=kw.get("save_network"),
+    )
 
+
+def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict | None:
     try:
         distributed = bool(kw.get("scheduler") or kw.get("cluster_workers"))
-        tiling = TilingConfig(tile_size=kw["tile_size"], overlap=kw["overlap"],
-                              workers=None if distributed else kw["workers"])
-        output = OutputConfig(cog=kw["cog"], overwrite=kw["overwrite"],
-                              creation_options=kw["creation_options"],
-                              keep_tiles=kw["keep_tiles"])
         with _inputs(kw) as (lr, guide, scale, reference):
-            common: dict[str, Any] = {
-                "scale": scale,
-                "method": kw["method"],
-                "method_options": _method_options(kw, preset),
-                "lr_band": kw["lr_band"],
-                "guide_bands": kw["guide_bands"],
-                "nodata": kw["nodata"],
-                "tiling": tiling,
-                "scene": _scene_config(kw),
-            }
+            config = config_from_flags(kw, scale=scale, preset=preset, distributed=distributed)
             if kw["dry_run"]:
-                from ..io import check_output_path
+                from geosr.raster.io import check_output_path
 
                 out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
-                plan = make_plan(lr, guide, **common)
+                plan = make_plan(lr, guide, config)
                 info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
                 click.echo(json.dumps(info, indent=2, default=str))
                 return None
             if kw.get("quicklook"):
-                from ..quicklook import check_quicklook_path
+                from geosr.evaluation.quicklook import check_quicklook_path
 
                 check_quicklook_path(kw["quicklook"], overwrite=kw["overwrite"])
             with dask_client(
@@ -253,17 +228,15 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 gpu=distributed and wants_gpu(kw["method"], kw["device"]),
             ) as client:
                 summary = run(
-                    lr, guide, kw["output"], output=output, progress=update,
+                    lr, guide, kw["output"], config, progress=update,
                     on_stage=rep.stage if rep is not None else None, client=client,
-                    resume=kw.get("resume", False), stac=kw.get("stac", False),
-                    scene_progress=_scene_progress(kw, rep),
-                    save_network=kw.get("save_network"), **common,
+                    resume=kw.get("resume", False), scene_progress=_scene_progress(kw, rep),
                 )
             if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,
                                                     scale)
             if kw.get("quicklook"):
-                from ..quicklook import quicklook_for_run
+                from geosr.evaluation.quicklook import quicklook_for_run
 
                 summary["quicklook"] = quicklook_for_run(
                     kw["quicklook"], lr, guide, summary["output"], preset=preset,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import OptionError
-from .base import Method
+from geosr.errors import OptionError
+from geosr.models.base import Method
 
 
 def _registry() -> dict[str, type[Method]]:
     # Imported lazily so that ``import geosr`` (and ``geosr --help``) stays fast.
-    from .classical import Bicubic, GuidedFilter
-    from .cmsr import CMSR
-    from .mmsr import MMSR
-    from .p2p import P2P
-    from .robself import RobSelfDe, RobSelfRe
+    from geosr.models.classical import Bicubic, GuidedFilter
+    from geosr.models.cmsr import CMSR
+    from geosr.models.mmsr import MMSR
+    from geosr.models.p2p import P2P
+    from geosr.models.robself import RobSelfDe, RobSelfRe
 
     return {cls.name: cls for cls in (Bicubic, GuidedFilter, P2P, CMSR, MMSR, RobSelfRe, RobSelfDe)}
 

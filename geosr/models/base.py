@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import OptionError
+from geosr.errors import OptionError
 
 
 @dataclasses.dataclass(frozen=True)

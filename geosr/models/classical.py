@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Method, MethodOptions
+from geosr.models.base import Method, MethodOptions
 
 
 def bicubic_upsample(lr: np.ndarray, scale: int) -> np.ndarray:

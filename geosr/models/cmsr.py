@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .learned import LearnedMethod, LearnedOptions
+from geosr.models.learned import LearnedMethod, LearnedOptions
 
 
 class GuideWarp(nn.Module):

@@ -1,7 +1,7 @@
 """Common plumbing of the online-learned methods (MMSR, RobSelf, ...).
 
 A learned method only says how to build its network; options that drive the shared
-loop (``geosr.optimize``) are declared once here.
+loop (``geosr.models.optimize``) are declared once here.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Method, MethodOptions
+from geosr.models.base import Method, MethodOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,19 +40,19 @@ class LearnedOptions(MethodOptions):
     #: OptimConfig.warmup; README, "Reusing a network on another scene"). Fits from
     #: scratch never ramp. 0 = none
     warmup: int = 5
-    #: iterations of back-projection of the output onto the LR (geosr.scene.back_project:
+    #: iterations of back-projection of the output onto the LR (geosr.pipeline.scene.back_project:
     #: the output then average-pools back to the LR); 0 = the papers' output. Short fits
     #: gain most (README, "Short fits, back-projected"); the pipeline's --back-project
     #: does the same per tile
     back_project: int = 0
     #: steps of a pre-fit on the input's own coarser copy (the LR pooled by the scale,
-    #: the guide pooled to the LR grid, the LR as the answer: geosr.optimize.prefit)
+    #: the guide pooled to the LR grid, the LR as the answer: geosr.models.optimize.prefit)
     #: before the cycle-loss fit; each costs ~1/scale² of a fit step. Fits that start
     #: from given weights (hybrid mode, --network) skip it. 0 = none (the papers)
     prefit: int = 0
 
     def __post_init__(self) -> None:
-        from ..errors import OptionError
+        from geosr.errors import OptionError
 
         if self.back_project < 0:
             raise OptionError(f"back_project must be >= 0 iterations, got {self.back_project}")
@@ -61,7 +61,7 @@ class LearnedOptions(MethodOptions):
         self.optim_config()  # validates
 
     def optim_config(self) -> Any:
-        from ..optimize import OptimConfig
+        from geosr.models.optimize import OptimConfig
 
         return OptimConfig(
             iterations=self.iterations,
@@ -90,7 +90,7 @@ class LearnedMethod(Method):
         super().__init__(**options)
         for option in ("average_tail", "prefit"):
             if getattr(self.options, option) and not self.scene_modes:
-                from ..errors import OptionError
+                from geosr.errors import OptionError
 
                 raise OptionError(
                     f"bad option for method {self.name!r}: {option} needs a method trained "
@@ -114,13 +114,13 @@ class LearnedMethod(Method):
         )
 
     def fit(self, lr, guide, scale, mask, *, progress=None, snapshot_steps=(), init_state=None):
-        """Run the shared loop; returns :class:`geosr.optimize.FitResult`.
+        """Run the shared loop; returns :class:`geosr.models.optimize.FitResult`.
 
         ``init_state``: weights to start from (bytes of :meth:`fit_scene`) instead of a
         fresh initialisation (the ``hybrid`` mode's per-tile fits). Otherwise, with the
         ``prefit`` option, the weights come from a pre-fit on the input's coarser copy.
         """
-        from ..optimize import fit, prefit, seeded
+        from geosr.models.optimize import fit, prefit, seeded
 
         with seeded(self.options.seed):
             model = self.build_model(guide.shape[0], scale)
@@ -136,7 +136,7 @@ class LearnedMethod(Method):
                 snapshot_steps=snapshot_steps,
             )
         if self.options.back_project:
-            from ..scene import back_project
+            from geosr.models.backproject import back_project
 
             def bp(pred: np.ndarray) -> np.ndarray:
                 return back_project(pred, lr, mask, scale, self.options.back_project)
@@ -150,7 +150,7 @@ class LearnedMethod(Method):
         """Fit one network on samples ``draw(step) -> (lr, guide, mask)`` (random crops of a
         scene), from ``init_state`` (weights as bytes) when given; returns its weights as
         bytes and a summary (steps, loss, seconds)."""
-        from ..optimize import fit_samples, seeded
+        from geosr.models.optimize import fit_samples, seeded
 
         changes = {} if iterations is None else {"iterations": int(iterations)}
         cfg = self.optim_config(from_weights=init_state is not None, **changes)
@@ -163,7 +163,7 @@ class LearnedMethod(Method):
 
     def predict_from(self, state: bytes, lr, guide, scale: int) -> np.ndarray:
         """Apply a fitted network (bytes of :meth:`fit_scene`) to one input, no fitting."""
-        from ..optimize import infer
+        from geosr.models.optimize import infer
 
         model = self.build_model(guide.shape[0], scale)
         model.load_state_dict(load_state(state))

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .base import check_odd_sizes
-from .layers import ResBlock, local_attention, local_attention_unfold
-from .learned import LearnedMethod, LearnedOptions
+from geosr.models.base import check_odd_sizes
+from geosr.models.layers import ResBlock, local_attention, local_attention_unfold
+from geosr.models.learned import LearnedMethod, LearnedOptions
 
 #: neighbourhood sizes (n: source-to-guide, m: guide-to-source) from the paper
 PRESETS: dict[str, tuple[int, int]] = {"depth": (11, 5), "dem": (5, 3), "thermal": (5, 3)}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .learned import LearnedMethod, LearnedOptions
+from geosr.models.learned import LearnedMethod, LearnedOptions
 
 
 def coordinates(h: int, w: int, scale: int, unit: float, like: torch.Tensor) -> torch.Tensor:

@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import check_odd_sizes
-from .layers import ResBlock, local_attention
-from .learned import LearnedMethod, LearnedOptions
-from .mmsr import bicubic_base
+from geosr.models.base import check_odd_sizes
+from geosr.models.layers import ResBlock, local_attention
+from geosr.models.learned import LearnedMethod, LearnedOptions
+from geosr.models.mmsr import bicubic_base
 
 #: preset -> {scale: (levels, m, n)}, eta (None = no threshold: one kernel size)
 PRESETS: dict[str, tuple[dict[int, tuple[int, int, int]], float | None]] = {

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OptionError
-from .normalize import BandStats, prepare_guide, prepare_lr
+from geosr.errors import InputError, OptionError
+from geosr.normalize import BandStats, prepare_guide, prepare_lr
 
 
 def check_scale(scale: Any) -> int:
@@ -79,7 +79,7 @@ def super_resolve(
     the same guide. ``options`` go to the method (see ``geosr.get_method``). Returns a
     float32 array of shape ``(bands, scale*rows, scale*cols)`` in the units of ``lr``.
     """
-    from .models import get_method
+    from geosr.models import get_method
 
     progress = options.pop("progress", None)
     lr, guide, scale = validate_pair(lr, guide, scale)

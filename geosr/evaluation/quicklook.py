@@ -9,7 +9,7 @@ and decimated by GDAL (rasterio ``out_shape``, which uses overviews where the fi
 them) to about the panel size, then warped in memory onto one small panel grid. No raster
 is ever read at full resolution unless it is smaller than the panel.
 
-    from geosr.quicklook import write_quicklook
+    from geosr.evaluation.quicklook import write_quicklook
     write_quicklook("ql.png", lr="dsm_2m.tif", guide="ortho.tif", output="dsm_0p5m.tif",
                     kind="dem")
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from geosr.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def read_decimated(
     from rasterio.windows import Window, from_bounds
     from rasterio.windows import transform as window_transform
 
-    from .io import gdal_env
+    from geosr.raster.io import gdal_env
 
     h, w = dst_shape
     left, top = dst_transform.c, dst_transform.f
@@ -238,7 +238,7 @@ def write_quicklook(
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from .io import gdal_env
+    from geosr.raster.io import gdal_env
 
     if kind not in KINDS:
         raise InputError(f"quicklook kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -331,7 +331,7 @@ def quicklook_for_run(
     Raises :class:`GeosrError` saying that the output itself was written when only the
     quicklook failed.
     """
-    from .errors import GeosrError
+    from geosr.errors import GeosrError
 
     kind = preset if preset in ("dem", "thermal") else "band"
     try:

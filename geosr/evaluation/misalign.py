@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from .errors import OptionError
+from geosr.errors import OptionError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import RasterIOError
+from geosr.errors import RasterIOError
 
 logger = logging.getLogger(__name__)
 

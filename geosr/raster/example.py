@@ -6,7 +6,7 @@ roofs, tree crowns, shadows). The LR DSM is the surface average-pooled by ``scal
 (``size`` x ``size`` pixels of ``0.5 * scale`` m), in UTM zone 33N (EPSG:32633)::
 
     geosr dem-sr --example -o out.tif          # or, from Python:
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
     paths = write_example("folder")            # {"lr": ..., "guide": ..., "reference": ...}
 """
 

@@ -24,10 +24,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from geosr.errors import InputError
 
 if TYPE_CHECKING:
-    from .pipeline import Plan
+    from geosr.pipeline.plan import Plan
 
 FORMAT = "geosr-network"
 VERSION = 1
@@ -35,8 +35,8 @@ VERSION = 1
 
 def _loop_option_names() -> set[str]:
     """Options of the optimisation loop: they do not change the network's shape."""
-    from .models.base import MethodOptions
-    from .models.learned import LearnedOptions
+    from geosr.models.base import MethodOptions
+    from geosr.models.learned import LearnedOptions
 
     return {f.name for f in dataclasses.fields(LearnedOptions)} - {
         f.name for f in dataclasses.fields(MethodOptions)}
@@ -59,7 +59,7 @@ def network_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def method_options(plan: Plan) -> dict[str, Any]:
     """Every option of the plan's method, defaults included (as JSON would give them)."""
-    from .models import get_method
+    from geosr.models import get_method
 
     opts = dataclasses.asdict(get_method(plan.method, **plan.options).options)
     return json.loads(json.dumps(opts, default=str))
@@ -71,8 +71,8 @@ def save_network(
     """Write the scene network ``state`` of ``plan`` to ``path`` (atomically)."""
     import torch
 
-    from . import __version__
-    from .io import temp_path
+    from geosr.raster.io import temp_path
+    from geosr.version import __version__
 
     meta = {
         "geosr": __version__,
@@ -125,8 +125,8 @@ def load_network(path: str | os.PathLike[str], plan: Plan) -> bytes:
     """The weights of the network file at ``path``, checked against ``plan``: the same
     method, scale, guide band count and network options, and weights that fit the network
     the plan builds."""
-    from .models import get_method
-    from .models.learned import load_state
+    from geosr.models import get_method
+    from geosr.models.learned import load_state
 
     meta, state = read_network(path)
     where = f"the network file {str(path)!r}"

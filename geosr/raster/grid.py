@@ -13,7 +13,7 @@ from typing import Any
 
 from affine import Affine
 
-from .errors import GridError
+from geosr.errors import GridError
 
 #: A guide may be at most this many times coarser than the output pixel.
 MAX_GUIDE_COARSENESS = 2.0

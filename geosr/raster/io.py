@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, RasterIOError
-from .grid import OutputGrid, RasterGeometry, Window
+from geosr.errors import InputError, RasterIOError
+from geosr.raster.grid import OutputGrid, RasterGeometry, Window
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +282,7 @@ def provenance_tags(
     guide_bands: Sequence[int],
 ) -> dict[str, str]:
     """Dataset tags recording how the output was made."""
-    from . import __version__
+    from geosr.version import __version__
 
     return {
         "GEOSR_VERSION": __version__,

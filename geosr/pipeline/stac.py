@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import Plan
+    from geosr.pipeline.plan import Plan
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -89,7 +89,7 @@ def make_item(
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
-    from . import __version__
+    from geosr.version import __version__
 
     out = Path(output)
     geom, bbox, native = _footprint(plan)

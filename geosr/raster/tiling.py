@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .grid import Window
+from geosr.raster.grid import Window
 
 
 def axis_starts(n: int, tile: int, overlap: int) -> list[int]:

@@ -3,7 +3,7 @@ peak memory, per method and, on a georeferenced scene, per pipeline mode.
 
 Two kinds of data:
 
-* pairs (:func:`bench_pairs`): the protocol of :func:`geosr.evaluate.evaluate` (the HR
+* pairs (:func:`bench_pairs`): the protocol of :func:`geosr.evaluation.evaluate.evaluate` (the HR
   target average-pooled ``scale x scale`` into the LR input, the guide on the HR grid,
   arrays super-resolved whole); the seconds are those of the super-resolution calls.
 * a scene (:func:`bench_scene`): an HR reference raster (e.g. a 1 m DSM) and a guide
@@ -23,13 +23,12 @@ Both return a dict whose ``"records"`` hold one record per method (and mode)::
 ``peak_rss_mb`` is the peak resident memory of this process while the method ran (not an
 increment: it includes the interpreter, torch and the data). Bicubic always runs first (per
 mode), as the yardstick of ``ratio_to_bicubic``. The records are what
-:func:`geosr.report.write_report` takes as ``bench=``, and :func:`write_plot` draws.
+:func:`geosr.evaluation.report.write_report` takes as ``bench=``, and :func:`write_plot` draws.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import os
@@ -41,40 +40,29 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, OptionError
+from geosr.errors import InputError, OptionError
+from geosr.pipeline.config import (
+    MODES,
+    OutputConfig,
+    RunConfig,
+    SceneConfig,
+    TilingConfig,
+    check_mode,
+)
+from geosr.pipeline.run import run
 
 logger = logging.getLogger(__name__)
-
-#: Pipeline modes this module knows of; ``geosr.pipeline.MODES`` wins where it exists.
-KNOWN_MODES = ("tile", "scene", "hybrid")
 
 RecordCallback = Callable[[dict[str, Any]], None]
 
 
 # -- modes -------------------------------------------------------------------------------
-def pipeline_modes() -> tuple[str, ...]:
-    """The modes :func:`geosr.pipeline.run` accepts: only ``"tile"`` until it takes ``mode=``."""
-    from . import pipeline
-
-    if "mode" not in inspect.signature(pipeline.run).parameters:
-        return ("tile",)
-    try:
-        from .scene import MODES
-    except ImportError:
-        return KNOWN_MODES
-    return tuple(MODES)
-
-
 def mode_applies(method: str, mode: str) -> bool:
     """Whether ``method`` runs in ``mode``: every method runs in ``tile`` mode; ``scene``
     and ``hybrid`` fit one network per scene, so classical methods (nothing to fit) and
     networks tied to one image do not run there."""
     if mode == "tile":
         return True
-    try:
-        from .scene import check_mode
-    except ImportError:
-        return False
     try:
         check_mode(method, mode)
     except OptionError:
@@ -88,18 +76,10 @@ def check_modes(modes: str | Sequence[str]) -> tuple[str, ...]:
     out = tuple(dict.fromkeys(m.strip().lower() for m in items if m.strip()))
     if not out:
         raise OptionError("no mode given; pass e.g. --modes tile or --modes tile,scene")
-    supported = pipeline_modes()
-    known = tuple(dict.fromkeys((*KNOWN_MODES, *supported)))
     for m in out:
-        if m not in known:
-            raise OptionError(f"unknown mode {m!r}; choose from {', '.join(known)}, "
+        if m not in MODES:
+            raise OptionError(f"unknown mode {m!r}; choose from {', '.join(MODES)}, "
                               "e.g. --modes tile,scene")
-        if m not in supported:
-            raise OptionError(
-                f"mode {m!r} is not supported by this geosr's pipeline (geosr.pipeline.run "
-                f"takes {'no mode=' if supported == ('tile',) else ', '.join(supported)}); "
-                f"pass --modes {','.join(supported)}"
-            )
     return out
 
 
@@ -148,13 +128,13 @@ def bench_pairs(
     on_result: Callable[[dict[str, Any]], None] | None = None,
     keep_outputs: bool = False,
 ) -> dict[str, Any]:
-    """:func:`geosr.evaluate.evaluate` on ``pairs``, plus one record per method.
+    """:func:`geosr.evaluation.evaluate.evaluate` on ``pairs``, plus one record per method.
 
     A record's RMSE/MAE/ratio are the means over pairs (as in ``geosr eval``), its seconds
     and megapixels the sums over pairs, its peak memory the largest. ``on_result`` gets
     every per-pair row as it is finished; ``keep_outputs`` as in ``evaluate``.
     """
-    from .evaluate import evaluate
+    from geosr.evaluation.evaluate import evaluate
 
     result = evaluate(pairs, {k: dict(v) for k, v in methods.items()}, scale,
                       on_result=on_result, keep_outputs=keep_outputs)
@@ -187,7 +167,7 @@ def pool_reference(
     import rasterio
     from affine import Affine
 
-    from .api import check_scale
+    from geosr.models.api import check_scale
 
     scale = check_scale(scale)
     with rasterio.open(reference) as src:
@@ -240,7 +220,7 @@ def score_against_reference(
     import rasterio
     from rasterio.windows import Window
 
-    from .evaluate import metrics
+    from geosr.evaluation.evaluate import metrics
 
     with rasterio.open(output) as o, rasterio.open(reference) as r:
         if o.crs != r.crs:
@@ -277,7 +257,7 @@ def scene_jobs(
     that runs in it (classical methods have nothing to fit once per scene). Unknown
     methods or options, and a mode that no given method runs in, raise an OptionError.
     """
-    from .models import get_method
+    from geosr.models import get_method
 
     for name, opts in methods.items():  # unknown methods/options fail before any work
         get_method(name, **opts)
@@ -296,32 +276,15 @@ def scene_jobs(
     return jobs, skipped
 
 
-def scene_config(mode: str, scene_options: Mapping[str, Any] | None) -> Any:
-    """The :class:`geosr.scene.SceneConfig` of ``mode`` with ``scene_options`` (e.g.
-    ``iterations``, ``hybrid_iterations``), or None where there are no options."""
-    if not scene_options:
-        return None
-    try:
-        from .scene import SceneConfig
-    except ImportError:
-        raise OptionError("this geosr's pipeline has no scene settings; drop "
-                          "--scene-iterations / --hybrid-iterations") from None
+def scene_config(mode: str, scene_options: Mapping[str, Any] | None) -> SceneConfig:
+    """The :class:`~geosr.pipeline.config.SceneConfig` of ``mode`` with ``scene_options``
+    (e.g. ``iterations``, ``hybrid_iterations``); tile mode takes none."""
+    if mode == "tile" or not scene_options:
+        return SceneConfig(mode=mode)
     try:
         return SceneConfig(mode=mode, **scene_options)
     except TypeError as exc:
         raise OptionError(f"unknown scene setting: {exc}") from None
-
-
-def _run_pipeline(kwargs: dict[str, Any], mode: str,
-                  scene_options: Mapping[str, Any] | None) -> dict[str, Any]:
-    from . import pipeline
-
-    if mode != "tile":  # only then: works with a pipeline that takes no mode= yet
-        kwargs = {**kwargs, "mode": mode}
-        cfg = scene_config(mode, scene_options)
-        if cfg is not None:
-            kwargs["scene"] = cfg
-    return pipeline.run(**kwargs)
 
 
 def bench_scene(
@@ -342,16 +305,15 @@ def bench_scene(
 
     ``methods``: {name: options} (bicubic is added first as the yardstick of every mode);
     ``tiling``: a :class:`geosr.pipeline.TilingConfig`; ``scene_options``: fields of
-    :class:`geosr.scene.SceneConfig` for the scene/hybrid modes (e.g. ``hybrid_iterations``,
+    :class:`geosr.pipeline.scene.SceneConfig` for the scene/hybrid modes (e.g. ``hybrid_iterations``,
     the per-tile fine-tune steps, 100 by default); ``workdir``: where the LR and the
     outputs go (kept; default a temporary folder, removed). ``on_record`` gets each
     record as it is finished.
     """
     import rasterio
 
-    from .api import check_scale
-    from .evaluate import PeakMemory
-    from .pipeline import OutputConfig, TilingConfig
+    from geosr.evaluation.evaluate import PeakMemory
+    from geosr.models.api import check_scale
 
     scale = check_scale(scale)
     modes = check_modes(modes)
@@ -371,13 +333,13 @@ def bench_scene(
         for mode, name in jobs:
             opts = methods[name]
             out = work / f"{dataset}_{name}_{mode}.tif"
-            kwargs = dict(lr_path=pooled["lr_path"], guide_path=str(guide), out_path=str(out),
-                          scale=scale, method=name, method_options=opts, tiling=tiling,
-                          output=OutputConfig(overwrite=True))
+            config = RunConfig(scale=scale, method=name, method_options=tuple(opts.items()),
+                               tiling=tiling, output=OutputConfig(overwrite=True),
+                               scene=scene_config(mode, scene_options))
             logger.info("%s %s (%s mode)", dataset, name, mode)
             with PeakMemory() as mem:
                 t0 = time.perf_counter()
-                summary = _run_pipeline(kwargs, mode, scene_options)
+                summary = run(pooled["lr_path"], str(guide), str(out), config)
                 seconds = time.perf_counter() - t0
             score = score_against_reference(out, reference, band=band)
             with rasterio.open(out) as o:
@@ -448,7 +410,7 @@ def write_plot(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]
                title: str | None = None, dpi: int = 110) -> Path:
     """PNG of RMSE against seconds per output megapixel (log x): one point per record, one
     colour per method, one marker per mode (legend "mmsr (scene)" where modes differ)."""
-    from .report import rmse_time_figure
+    from geosr.evaluation.report import rmse_time_figure
 
     p = Path(path)
     p.write_bytes(rmse_time_figure(records, "seconds_per_megapixel",

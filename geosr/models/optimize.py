@@ -14,8 +14,6 @@ Defaults follow the MMSR/RobSelf papers: Adam, lr 2e-3, x0.9998 every 5 steps,
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import dataclasses
 import functools
 import logging
@@ -30,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import OptionError
+from geosr import memory
+from geosr.errors import OptionError
 
 logger = logging.getLogger(__name__)
 
@@ -142,27 +141,11 @@ def uses_bf16(cfg: OptimConfig, device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
 
 
-@functools.lru_cache(maxsize=1)
-def _malloc_trim() -> Callable[[], None] | None:
-    """glibc's ``malloc_trim(0)``, or None where the C library has none (macOS, musl)."""
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        return None
-    if trim is None:
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-
-    def release() -> None:
-        trim(0)  # returns whether memory was released; either way is fine
-
-    return release
 
 
-def _tidier(cfg: OptimConfig, device: torch.device) -> Callable[[], None]:
+def tidier(cfg: OptimConfig, device: torch.device) -> Callable[[], None]:
     """What the loop calls after each forward pass and update: ``malloc_trim`` or nothing."""
-    release = _malloc_trim() if cfg.trim_memory and device.type == "cpu" else None
+    release = memory.malloc_trim() if cfg.trim_memory and device.type == "cpu" else None
     return release if release is not None else (lambda: None)
 
 
@@ -320,7 +303,7 @@ def fit(
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
     train_step = _runner(model, cfg)
-    tidy = _tidier(cfg, device)
+    tidy = tidier(cfg, device)
 
     def forward(net: nn.Module = model) -> Outputs:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
@@ -448,7 +431,7 @@ def prefit(
     x_t, g_t, target_t, mask_t = _tensors(device, *copy)
     model = model.to(device)
     opt, _ = make_optimizer(model, cfg)
-    tidy = _tidier(cfg, device)
+    tidy = tidier(cfg, device)
     no_schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     value = float("nan")
     model.train()
@@ -522,7 +505,7 @@ def fit_samples(
     model = model.to(device)
     opt, sched = make_optimizer(model, cfg)
     train_step = _runner(model, cfg)
-    tidy = _tidier(cfg, device)
+    tidy = tidier(cfg, device)
     t0 = time.perf_counter()
     window: list[float] = []
     stop = _EarlyStop(cfg.early_stop, cfg.early_stop_tol)

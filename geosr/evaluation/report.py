@@ -1,7 +1,7 @@
 """Visual evaluation reports: one self-contained HTML page with matplotlib figures.
 
 ``write_report(folder, result, outputs)`` renders the result of
-:func:`geosr.evaluate.evaluate` (run with ``keep_outputs=True``): a summary table on top,
+:func:`geosr.evaluation.evaluate.evaluate` (run with ``keep_outputs=True``): a summary table on top,
 RMSE against seconds across methods, then per pair the guide, the LR input, bicubic, each
 method and the reference on one colour scale, an absolute-error map per method on one
 shared error scale, and the pair's metrics table. Images are embedded as PNG data URIs
@@ -11,7 +11,7 @@ network.
 Benchmark results (RMSE against time per megapixel) come in as a generic list of records
 ``{"method", "rmse", "seconds_per_megapixel"}`` (optional ``"label"``, ``"dataset"``,
 ``"mae"``, ``"ratio_to_bicubic"``, ``"megapixels_per_second"``, ``"peak_rss_mb"``): the
-``"records"`` of ``geosr bench --json`` (:mod:`geosr.bench`) go straight to
+``"records"`` of ``geosr bench --json`` (:mod:`geosr.evaluation.bench`) go straight to
 ``write_report(folder, bench=records)``.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from geosr.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _png(fig: Any, dpi: int) -> bytes:
 
 
 def _guide_rgb(guide: np.ndarray) -> np.ndarray:
-    from .quicklook import _stretch
+    from geosr.evaluation.quicklook import _stretch
 
     return _stretch(np.asarray(guide, np.float32)[:3])
 
@@ -320,7 +320,7 @@ def write_report(
 ) -> Path:
     """Write ``folder/index.html`` (and ``result.json``); return the page's path.
 
-    ``result``: what :func:`geosr.evaluate.evaluate` returned (without or with
+    ``result``: what :func:`geosr.evaluation.evaluate.evaluate` returned (without or with
     ``"outputs"``); ``outputs``: its ``"outputs"`` when popped before (no pictures per pair
     without them). ``bench``: benchmark records, see the module docstring;
     ``bench_settings``: lines of text listed above them (data, scale, options). ``note``: a
@@ -336,7 +336,7 @@ def write_report(
         outputs = result.get("outputs")
     title = title or "geosr evaluation report"
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    from . import __version__
+    from geosr.version import __version__
 
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="settings">geosr {html.escape(__version__)} · {html.escape(now)}</p>']

@@ -1,0 +1,1 @@
+"""Scoring and pictures: eval on HR references, bench, misalignment, reports, quicklooks."""

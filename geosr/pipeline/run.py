@@ -1,0 +1,256 @@
+"""A run: prepare -> statistics -> (scene network) -> tiles -> mosaic -> write.
+
+::
+
+    from geosr.pipeline import RunConfig, TilingConfig, run
+    config = RunConfig(scale=4, method="guided-filter", tiling=TilingConfig(tile_size=256))
+    summary = run("dsm.tif", "rgb.tif", "out.tif", config)
+
+``make_plan`` only reads metadata; ``compute_stats`` reads the scene once (decimated for big
+rasters) to get one set of normalisation statistics for every tile; ``run_tile`` is a pure
+function of ``(plan, tile, store)`` (each tile reads its own windows and writes one file to
+the store); ``write_mosaic`` writes the output block by block from the store. ``run`` ties
+them together with dask's local threaded scheduler, or sends the tile tasks to a
+``distributed`` cluster when given a ``client`` (tasks of learned methods that run on a GPU
+then carry ``resources={"GPU": 1}``). ``run(..., resume=True)`` keeps the tile store when
+the run fails, reuses its intact tiles and cleans up what a killed run left behind; with a
+seed, a resumed run writes the same bytes as an uninterrupted one.
+
+Defaults (``TilingConfig``): tiles of ``512 // scale`` LR pixels (64..256) for
+deterministic (classical) methods, which bounds the memory of one tile to a few hundred MB,
+and 128 LR pixels for learned ones (each tile fits its own network); overlap
+``max(method.halo(scale), 8)`` LR pixels; every tile is predicted with
+``method.halo(scale)`` extra LR pixels of context per side; ``cpu_count // 2`` tiles at
+once (1..4) for classical methods, 1 for learned ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosr.errors import InputError
+from geosr.pipeline.config import (
+    ProgressCallback,
+    RunConfig,
+    StageCallback,
+)
+from geosr.pipeline.mosaic import write_mosaic
+from geosr.pipeline.plan import Plan, make_plan
+from geosr.pipeline.stats import compute_stats
+from geosr.pipeline.tiles import run_tiles
+from geosr.raster.io import check_output_path, remove_stale_temps, temp_path, to_cog
+from geosr.raster.store import TileStore, store_path
+
+logger = logging.getLogger(__name__)
+
+
+def scene_network(
+    plan: Plan, store: Any, *, progress: Callable[[int, int, float], None] | None = None,
+    init: bytes | None = None,
+) -> tuple[Plan, dict[str, Any]]:
+    """The plan with its scene network: reused from the tile store (a resumed run), taken
+    from the network file ``plan.scene.network`` (fitted further when
+    ``plan.scene.iterations`` is given; ``init``: its weights, if already loaded), or
+    fitted now; stored in the tile store."""
+    from geosr.pipeline.scene import network_for_scene
+
+    key = "scene-model"
+    if store.has(key):
+        state = bytes(np.asarray(store.get(key)))
+        return dataclasses.replace(plan, scene_state=state), {"reused": True}
+    plan, summary = network_for_scene(plan, progress=progress, init=init)
+    assert plan.scene_state is not None
+    store.put(key, np.frombuffer(plan.scene_state, dtype=np.uint8))
+    return plan, summary
+
+
+@dataclasses.dataclass
+class _Clock:
+    """Wall time per stage, reported in the run's summary."""
+
+    on_stage: StageCallback | None
+    t0: float = dataclasses.field(default_factory=time.perf_counter)
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str, *, announce: bool = True) -> Iterator[None]:
+        if announce and self.on_stage is not None:
+            self.on_stage(name)
+        t = time.perf_counter()
+        yield
+        self.seconds[name] = time.perf_counter() - t
+
+    def total(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def finished_output(lr: str, guide: str, out: Path, config: RunConfig,
+                    clock: _Clock) -> dict[str, Any]:
+    """A resumed run whose output exists: nothing to compute; the STAC item is written if
+    a killed run stopped between the output and its item."""
+    from geosr.pipeline.stac import item_path, write_item
+
+    logger.info("%s exists: the job is finished, nothing to resume", out)
+    if not config.output.keep_tiles:
+        TileStore(store_path(out)).remove_if_store()
+    stac_path = None
+    if config.stac:
+        stac_path = item_path(out)
+        if not stac_path.exists():
+            write_item(make_plan(lr, guide, config), out, cog=config.output.cog)
+        stac_path = str(stac_path)
+    return {"output": str(out), "status": "exists", "stac": stac_path,
+            "tiles": None, "seconds": {"total": round(clock.total(), 3)}}
+
+
+def prepare(lr: str, guide: str, out_path: str | os.PathLike[str],
+            config: RunConfig) -> tuple[Path, Plan, bytes | None]:
+    """Check the output paths, plan the work and load a given network file (so that a bad
+    one fails before any work): ``(output path, plan, network weights or None)``."""
+    out = check_output_path(out_path, overwrite=config.output.overwrite, inputs=(lr, guide))
+    if config.save_network is not None:
+        check_output_path(config.save_network, overwrite=config.output.overwrite,
+                          inputs=(lr, guide))
+    plan = make_plan(lr, guide, config)
+    init = None
+    if plan.scene.network is not None:
+        from geosr.pipeline.network import load_network
+
+        init = load_network(plan.scene.network, plan)
+    return out, plan, init
+
+
+def fit_scene_network(plan: Plan, store: TileStore, config: RunConfig, init: bytes | None,
+                      progress: Callable[[int, int, float], None] | None,
+                      ) -> tuple[Plan, dict[str, Any]]:
+    """Scene and hybrid modes: the plan with its scene network (and the network file
+    written when ``config.save_network`` asks for it)."""
+    plan, summary = scene_network(plan, store, progress=progress, init=init)
+    if config.save_network is not None:
+        from geosr.pipeline.network import save_network
+
+        assert plan.scene_state is not None
+        save_network(config.save_network, plan, plan.scene_state, summary)
+        summary = {**summary, "saved_to": config.save_network}
+    return plan, summary
+
+
+def write_output(plan: Plan, store: TileStore, out: Path, config: RunConfig, clock: _Clock,
+                 temps: list[Path]) -> None:
+    """Mosaic the stored tiles into a temporary GeoTIFF (then a COG), renamed into place."""
+    output = config.output
+    with clock.stage("mosaic"):
+        tmp = temp_path(out, ".tif")
+        temps.append(tmp)
+        write_mosaic(plan, store, tmp, output, config.tiling.mosaic_block)
+    if output.cog:
+        with clock.stage("cog"):
+            cog = temp_path(out, ".cog.tif")
+            temps.append(cog)
+            to_cog(tmp, cog, blocksize=output.blocksize, compress=output.compress,
+                   creation_options=dict(output.creation_options))
+            tmp = cog
+    if out.exists() and not output.overwrite:  # appeared while we were working
+        raise InputError(f"the output {str(out)!r} appeared during the run; pass --overwrite")
+    os.replace(tmp, out)
+
+
+def run(
+    lr_path: str | os.PathLike[str],
+    guide_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    progress: ProgressCallback | None = None,
+    on_stage: StageCallback | None = None,
+    client: Any = None,
+    resume: bool = False,
+    scene_progress: Callable[[int, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Super-resolve a georeferenced LR raster with a guide raster into ``out_path``, as
+    ``config`` (:class:`RunConfig`, e.g. from :func:`run_config`) says.
+
+    Returns a summary dict (grid, tile counts, timings). The output appears atomically
+    (temporary file in the output folder, then ``os.replace``); on any error nothing is
+    left at ``out_path`` and no temporary file remains.
+
+    ``progress(done, total)`` follows the tiles, ``on_stage(name)`` the stages,
+    ``scene_progress(step, total, loss)`` the scene network's fit (scene and hybrid modes).
+    ``client``: a ``distributed.Client`` to run the tile tasks on (default: local threads).
+    ``resume``: continue an interrupted run: intact tiles of its store are reused, the store
+    is kept when this run fails too, and an existing output means the job is finished
+    (nothing is done unless ``config.output.overwrite``).
+    """
+    lr, guide = os.fspath(lr_path), os.fspath(guide_path)
+    output = config.output
+    clock = _Clock(on_stage)
+    if resume:
+        remove_stale_temps(Path(out_path))
+        if Path(out_path).is_file() and not output.overwrite:
+            return finished_output(lr, guide, Path(out_path), config, clock)
+    with clock.stage("plan", announce=False):
+        out, plan, init = prepare(lr, guide, out_path, config)
+    with clock.stage("stats"):
+        plan = compute_stats(plan)
+
+    store = TileStore(store_path(out))
+    temps: list[Path] = []
+    ok = False
+    try:
+        store.open(plan.fingerprint())
+        scene_summary = None
+        if plan.scene.mode != "tile":
+            with clock.stage("scene"):
+                plan, scene_summary = fit_scene_network(plan, store, config, init,
+                                                        scene_progress)
+        with clock.stage("tiles"):
+            counts = run_tiles(plan, str(store.path), progress=progress, client=client)
+        if counts["done"] + counts["reused"] == 0:
+            raise InputError(
+                f"the LR raster {plan.lr.path!r} has no valid pixel in any tile; check "
+                "--nodata / the file's nodata value"
+            )
+        write_output(plan, store, out, config, clock, temps)
+        ok = True
+    except Exception:
+        if not (output.keep_tiles or resume):
+            store.remove()
+        raise
+    finally:
+        for p in temps:
+            if p.exists() and (not ok or p != out):
+                p.unlink(missing_ok=True)
+    if not output.keep_tiles:
+        store.remove()
+    stac_path = None
+    if config.stac:
+        from geosr.pipeline.stac import write_item
+
+        stac_path = str(write_item(plan, out, cog=output.cog))
+    timings = dict(clock.seconds, total=clock.total())
+    out_px = plan.grid.width * plan.grid.height
+    return {
+        "output": str(out),
+        "status": "done",
+        "stac": stac_path,
+        "method": plan.method,
+        "options": plan.options,
+        "scale": plan.scale,
+        "cog": output.cog,
+        "output_grid": plan.grid.to_dict(),
+        "tiles": counts,
+        "mode": plan.scene.to_dict(),
+        "scene_fit": scene_summary,
+        "seconds": {k: round(v, 3) for k, v in timings.items()},
+        "output_megapixels": round(out_px / 1e6, 3),
+        "megapixels_per_second": round(out_px / 1e6 / max(timings["total"], 1e-9), 3),
+    }

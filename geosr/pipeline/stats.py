@@ -1,0 +1,155 @@
+"""Scene statistics: one set of normalisation statistics for every tile."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from geosr.errors import InputError
+from geosr.normalize import BandStats, spread_floor
+from geosr.pipeline.config import STATS_BLOCK, STATS_FULL_PIXELS
+from geosr.pipeline.plan import Plan
+from geosr.pipeline.sources import input_source
+from geosr.raster.grid import Window
+from geosr.raster.tiling import blocks
+
+logger = logging.getLogger(__name__)
+
+
+# -- scene statistics ----------------------------------------------------------------------
+class Moments:
+    """Streaming per-band count/mean/M2 (Chan et al.'s parallel update), float64."""
+
+    def __init__(self, bands: int) -> None:
+        self.n = np.zeros(bands)
+        self.mean = np.zeros(bands)
+        self.m2 = np.zeros(bands)
+
+    def update(self, x: np.ndarray) -> None:
+        self.add(self.partial(x))
+
+    @staticmethod
+    def partial(x: np.ndarray) -> list[tuple[int, float, float] | None]:
+        """Per band ``(count, mean, M2)`` of the finite values of ``x`` (None: no value)."""
+        out: list[tuple[int, float, float] | None] = []
+        for band in np.asarray(x, dtype=np.float64):
+            vals = band[np.isfinite(band)]
+            if vals.size == 0:
+                out.append(None)
+                continue
+            mb = vals.mean()
+            out.append((vals.size, mb, ((vals - mb) ** 2).sum()))
+        return out
+
+    def add(self, partial: Sequence[tuple[int, float, float] | None]) -> None:
+        """Fold in the moments of one block (:meth:`partial`); blocks added in the same
+        order give the same bits whether they were computed here or elsewhere."""
+        for b, part in enumerate(partial):
+            if part is None:
+                continue
+            nb, mb, m2b = part
+            na = self.n[b]
+            n = na + nb
+            delta = mb - self.mean[b]
+            self.mean[b] += delta * nb / n
+            self.m2[b] += m2b + delta * delta * na * nb / n
+            self.n[b] = n
+
+    def stats(self) -> BandStats:
+        means, stds = [], []
+        for n, m, m2 in zip(self.n, self.mean, self.m2, strict=True):
+            if n == 0:
+                means.append(0.0)
+                stds.append(1.0)
+                continue
+            s = math.sqrt(m2 / n)
+            if not np.isfinite(s) or s <= spread_floor(m):
+                s = 1.0
+            means.append(float(m))
+            stds.append(float(s))
+        return BandStats(tuple(means), tuple(stds))
+
+
+def _stride(n_pixels: int) -> int:
+    return max(1, math.ceil(math.sqrt(n_pixels / STATS_FULL_PIXELS)))
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsReads:
+    """The reads behind the scene statistics: LR windows (absolute LR pixels, with the
+    decimated shape to read them at, or None) and guide blocks of ``guide_target`` (the
+    output grid, or ``(crs, transform, width, height)`` of a grid ``k`` times coarser)."""
+
+    lr: tuple[tuple[Window, tuple[int, int] | None], ...]
+    guide_target: Any
+    guide_resampling: str
+    guide_blocks: tuple[Window, ...]
+
+
+def stats_reads(plan: Plan) -> StatsReads:
+    """What :func:`compute_stats` reads: every pixel up to ``STATS_FULL_PIXELS`` per
+    raster, above that a decimated read with a constant stride."""
+    from affine import Affine
+
+    g = plan.grid
+    lrw = g.lr_window
+    k = _stride(lrw.height * lrw.width)
+    lr = tuple(
+        (plan.lr_window(blk),
+         None if k == 1 else (math.ceil(blk.height / k), math.ceil(blk.width / k)))
+        for blk in blocks(lrw.height, lrw.width, STATS_BLOCK * k)
+    )
+    # guide, on the output grid (or on a grid k times coarser for big scenes)
+    k = _stride(g.height * g.width)
+    if k == 1:
+        target: Any = g
+        resampling = plan.guide_resampling
+        h, w = g.height, g.width
+    else:
+        h, w = math.ceil(g.height / k), math.ceil(g.width / k)
+        target = (g.crs, g.transform @ Affine.scale(k), w, h)
+        resampling = "nearest"
+    return StatsReads(lr, target, resampling, tuple(blocks(h, w, STATS_BLOCK)))
+
+
+def with_stats(plan: Plan, lr_m: Moments, g_m: Moments) -> Plan:
+    """The plan with the statistics of its reads, or :class:`InputError` if one of the
+    inputs has no valid pixel."""
+    if lr_m.n[0] == 0:
+        raise InputError(
+            f"the LR raster {plan.lr.path!r} has no valid pixel where it overlaps the guide "
+            "(all nodata); check --nodata / the file's nodata value, or the LR band"
+        )
+    if g_m.n.min() == 0:
+        raise InputError(
+            f"the guide {plan.guide.path!r} has no valid pixel over the output grid; check "
+            "its nodata value and --guide-bands"
+        )
+    logger.info("scene stats: LR %s, guide %s", lr_m.stats(), g_m.stats())
+    return dataclasses.replace(plan, lr_stats=lr_m.stats(), guide_stats=g_m.stats())
+
+
+def compute_stats(plan: Plan) -> Plan:
+    """Scene-level normalisation statistics of the LR and of the guide on the output grid.
+
+    Every pixel is used up to ``STATS_FULL_PIXELS`` per raster (then they equal the
+    statistics of the whole array); above that, a decimated read with a constant stride.
+    Raises :class:`InputError` when the LR has no valid pixel in the output grid.
+    """
+    src = input_source(plan)
+    reads = stats_reads(plan)
+    lr_m = Moments(1)
+    for win, shape in reads.lr:
+        lr_m.update(src.read_lr(plan, win, out_shape=shape))
+    g_m = Moments(len(plan.guide_bands))
+    with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
+        for blk in reads.guide_blocks:
+            g_m.update(read(blk))
+    return with_stats(plan, lr_m, g_m)
+
+
