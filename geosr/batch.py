@@ -44,7 +44,7 @@ from typing import Any
 
 from geosr.errors import GeosrError, OptionError
 from geosr.pipeline.config import SHARED_METHOD_SETTINGS, RunConfig, run_config
-from geosr.pipeline.run import run
+from geosr.pipeline.runner import run
 
 logger = logging.getLogger(__name__)
 

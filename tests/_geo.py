@@ -52,7 +52,7 @@ def write_raster(
 
 def scene_arrays(rows: int = 36, cols: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """LR (rows, cols) float32 and an RGB guide (3, SCALE*rows, SCALE*cols) uint8."""
-    from geosr.example import make_scene
+    from geosr.raster.example import make_scene
 
     s = make_scene(max(rows, cols), SCALE, seed)
     return s["lr"][:rows, :cols].copy(), s["rgb"][:, : rows * SCALE, : cols * SCALE].copy()

@@ -111,7 +111,7 @@ def test_read_manifest__jsonl_and_stac(tmp_path: Path) -> None:
 def test_read_manifest__network_is_relative_to_the_manifest(tmp_path: Path) -> None:
     """A per-scene network file (``--network`` of one scene) resolves like lr and guide,
     and wins over the command line's."""
-    from geosr.batch import scene_run_kwargs
+    from geosr.batch import scene_config
 
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "m.csv").write_text(
@@ -120,8 +120,8 @@ def test_read_manifest__network_is_relative_to_the_manifest(tmp_path: Path) -> N
     a, b = read_manifest(tmp_path / "sub" / "m.csv")
     assert dict(a.settings)["network"] == str(tmp_path / "sub" / "nets" / "n.pt")
     defaults = {"scale": 4, "network": "/archive/default.pt"}
-    assert scene_run_kwargs(a, defaults)["scene"].network == str(tmp_path / "sub/nets/n.pt")
-    cfg = scene_run_kwargs(b, defaults)["scene"]
+    assert scene_config(a, defaults).scene.network == str(tmp_path / "sub/nets/n.pt")
+    cfg = scene_config(b, defaults).scene
     assert cfg.mode == "scene" and cfg.network == "/archive/default.pt"
     # with tile mode (the default) the batch refuses before running any scene
     (tmp_path / "m.csv").write_text("lr,guide,output\na.tif,b.tif,o.tif\n")
@@ -169,7 +169,7 @@ def test_stac_footprint__cut_at_the_antimeridian() -> None:
     from pyproj import Transformer
     from rasterio.crs import CRS as RioCRS
 
-    from geosr.stac import _footprint
+    from geosr.pipeline.stac import _footprint
 
     x180, _ = Transformer.from_crs(4326, 32660, always_xy=True).transform(180.0, 62.0)
     grid = SimpleNamespace(crs=RioCRS.from_epsg(32660), width=200, height=200,

@@ -12,8 +12,8 @@ import pytest
 from affine import Affine
 from click.testing import CliRunner
 
-from geosr import bench
 from geosr.cli.main import cli
+from geosr.evaluation import bench
 
 from ._geo import shared_data_dir, write_raster
 
@@ -40,7 +40,7 @@ def _write_pairs(root: Path, rng: np.random.Generator) -> Path:
 @pytest.fixture
 def scene(tmp_path) -> dict[str, str]:
     """A 64x64 1 m DSM with a nodata patch (-9999) and its RGB guide on the same grid."""
-    from geosr.example import make_scene
+    from geosr.raster.example import make_scene
 
     s = make_scene(16, 4, seed=3)
     dsm = s["dsm"].copy()
@@ -138,28 +138,6 @@ def test_score_against_reference__offset_output_on_the_valid_overlap(tmp_path):
         bench.score_against_reference(shifted, rp)
 
 
-def test_run_pipeline__passes_mode_only_when_not_tile(monkeypatch):
-    import geosr.pipeline
-
-    seen: list[dict] = []
-    monkeypatch.setattr(geosr.pipeline, "run", lambda **kw: seen.append(kw) or {})
-    bench._run_pipeline({"method": "mmsr"}, "tile", None)
-    bench._run_pipeline({"method": "mmsr"}, "scene", None)
-    assert "mode" not in seen[0] and seen[1]["mode"] == "scene"
-
-
-def test_bench_cli__modes_need_a_pipeline_with_modes(tmp_path, scene, monkeypatch):
-    import geosr.pipeline
-
-    def run_without_modes(lr_path, guide_path, out_path, *, scale, method="mmsr"):
-        raise AssertionError("not reached")
-
-    monkeypatch.setattr(geosr.pipeline, "run", run_without_modes)
-    res = CliRunner().invoke(cli, ["bench", scene["reference"], "--guide", scene["guide"],
-                                   "-m", "mmsr", "--modes", "tile,scene"])
-    assert res.exit_code == 2 and "pass --modes tile" in res.output
-
-
 @pytest.mark.parametrize(("args", "expect"), [
     (["-m", "srcnn"], "unknown method 'srcnn'; choose one of"),
     (["-m", "guided-filter", "--modes", "tile,fast"], "unknown mode 'fast'"),
@@ -186,8 +164,6 @@ def test_bench_cli__scene_options_on_a_folder_are_usage_errors(tmp_path, rng):
 
 
 def test_bench_cli__scene_mode_needs_a_learned_method(scene):
-    if bench.pipeline_modes() == ("tile",):
-        pytest.skip("this pipeline has no scene mode yet")
     res = CliRunner().invoke(cli, ["bench", scene["reference"], "--guide", scene["guide"],
                                    "-m", "guided-filter", "--modes", "tile,scene"])
     assert res.exit_code == 2 and "needs a learned method" in res.output

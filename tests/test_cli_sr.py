@@ -54,15 +54,15 @@ def test_sr__json_summary(scene: dict[str, Any]) -> None:
 
 def test_dem_sr__preset_and_options_filtered(scene: dict[str, Any], monkeypatch: Any) -> None:
     seen: dict[str, Any] = {}
-    from geosr import pipeline
+    from geosr.cli import sr
 
-    real = pipeline.run
+    real = sr.run
 
-    def spy(*a: Any, **kw: Any) -> Any:
-        seen.update(kw["method_options"])
-        return real(*a, **kw)
+    def spy(lr: Any, guide: Any, out: Any, config: Any, **kw: Any) -> Any:
+        seen.update(config.options)
+        return real(lr, guide, out, config, **kw)
 
-    monkeypatch.setattr(pipeline, "run", spy)
+    monkeypatch.setattr(sr, "run", spy)
     out = scene["dir"] / "o.tif"
     r = invoke("dem-sr", *base_args(scene, out), "--device", "cpu", "-O", "none=1")
     assert r.exit_code == 2 and "unknown option" in r.output  # -O is passed through
@@ -73,10 +73,10 @@ def test_dem_sr__preset_and_options_filtered(scene: dict[str, Any], monkeypatch:
 
 
 def test_dem_sr__mmsr_gets_preset(scene: dict[str, Any]) -> None:
-    from geosr.cli.sr import _method_options
+    from geosr.pipeline import run_config
 
-    kw = {"method": "mmsr", "iterations": 7, "device": None, "seed": 3, "method_option": ()}
-    assert _method_options(kw, "dem") == {"preset": "dem", "iterations": 7, "seed": 3}
+    cfg = run_config(scale=4, method="mmsr", preset="dem", iterations=7, device=None, seed=3)
+    assert cfg.options == {"preset": "dem", "iterations": 7, "seed": 3}
 
 
 def test_dem_sr__dry_run(scene: dict[str, Any]) -> None:
@@ -129,14 +129,14 @@ def test_sr__missing_file(scene: dict[str, Any]) -> None:
 
 
 def test_sr__unreadable_file(scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    import geosr.io
+    import geosr.raster.io
 
     real = os.access
 
     def access(path: Any, mode: int) -> bool:
         return False if str(path) == scene["guide"] else real(path, mode)
 
-    monkeypatch.setattr(geosr.io.os, "access", access)
+    monkeypatch.setattr(geosr.raster.io.os, "access", access)
     before = set(os.listdir(scene["dir"]))
     r = invoke("sr", *base_args(scene, scene["dir"] / "o.tif"))
     assert_clean_failure(r, scene["dir"], before, "not readable", "permissions")
@@ -228,12 +228,12 @@ def test_sr__output_folder_missing(scene: dict[str, Any]) -> None:
 
 
 def test_sr__output_folder_not_writable(scene: dict[str, Any], monkeypatch: Any) -> None:
-    import geosr.io
+    import geosr.raster.io
 
     ro = scene["dir"] / "ro"
     ro.mkdir()
     real = os.access
-    monkeypatch.setattr(geosr.io.os, "access",
+    monkeypatch.setattr(geosr.raster.io.os, "access",
                         lambda p, m: False if Path(p) == ro else real(p, m))
     before = set(os.listdir(scene["dir"]))
     r = invoke("sr", *base_args(scene, ro / "o.tif"))
@@ -274,7 +274,7 @@ def test_sr__runtime_failure_exit_1(scene: dict[str, Any], monkeypatch: Any) -> 
     def boom(plan: Any, tile: Any) -> None:
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(pipeline, "predict_tile", boom)
+    monkeypatch.setattr(pipeline.tiles, "predict_tile", boom)
     before = set(os.listdir(scene["dir"]))
     r = invoke("sr", *base_args(scene, scene["dir"] / "o.tif"))
     assert_clean_failure(r, scene["dir"], before, "out of memory", code=1)

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from geosr import pipeline
 from geosr.cli.main import cli
 from geosr.errors import OptionError
-from geosr.pipeline import OutputConfig, TilingConfig
+from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
 
 from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
 
@@ -25,13 +25,13 @@ def test_local_cluster__two_processes_byte_identical_to_threads(scene: dict[str,
     kw: dict[str, Any] = {"scale": 4, "method": "mmsr", "method_options": MMSR,
                           "tiling": TilingConfig(tile_size=24), "output": OutputConfig()}
     threaded = scene["dir"] / "threads.tif"
-    s1 = pipeline.run(scene["lr"], scene["guide"], threaded, **kw)
+    s1 = pipeline.run(scene["lr"], scene["guide"], threaded, RunConfig(**kw))
     out = scene["dir"] / "cluster.tif"
     with dask_client(cluster_workers=2) as client:
         assert dask.config.get("distributed.worker.multiprocessing-method") == "spawn"
         info = client.scheduler_info()["workers"]
         assert len(info) == 2 and all(w["nthreads"] == 1 for w in info.values())
-        s2 = pipeline.run(scene["lr"], scene["guide"], out, client=client, **kw)
+        s2 = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(**kw), client=client)
         pids = set(client.run(lambda: __import__("os").getpid()).values())
     assert len(pids) == 2 and __import__("os").getpid() not in pids
     assert s2["tiles"] == s1["tiles"] and s1["tiles"]["done"] > 2
@@ -48,16 +48,15 @@ class _FakeClient:
 
 def test_tile_resources__gpu_for_learned_methods(scene: dict[str, Any]) -> None:
     def plan(method: str, **opts: Any) -> Any:
-        return pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method=method,
-                                  method_options=opts)
+        return pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method=method, method_options=opts))
 
     gpu, cpu = _FakeClient({"GPU": 1}, {}), _FakeClient({}, {})
-    assert pipeline.tile_resources(plan("mmsr"), gpu) == {"GPU": 1}
-    assert pipeline.tile_resources(plan("mmsr", device="cpu"), gpu) is None
-    assert pipeline.tile_resources(plan("guided-filter"), gpu) is None
-    assert pipeline.tile_resources(plan("mmsr"), cpu) is None
+    assert pipeline.tiles.tile_resources(plan("mmsr"), gpu) == {"GPU": 1}
+    assert pipeline.tiles.tile_resources(plan("mmsr", device="cpu"), gpu) is None
+    assert pipeline.tiles.tile_resources(plan("guided-filter"), gpu) is None
+    assert pipeline.tiles.tile_resources(plan("mmsr"), cpu) is None
     with pytest.raises(OptionError, match="--resources GPU=1"):
-        pipeline.tile_resources(plan("mmsr", device="cuda"), cpu)
+        pipeline.tiles.tile_resources(plan("mmsr", device="cuda"), cpu)
 
 
 def test_sr__scheduler_and_cluster_workers_exclusive(scene: dict[str, Any]) -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 import geosr
 from geosr.cli.main import cli
-from geosr.evaluate import degrade, load_pairs, metrics
+from geosr.evaluation.evaluate import degrade, load_pairs, metrics
 
 
 def test_degrade__average_pools_after_crop():
@@ -73,7 +73,7 @@ def test_eval__reads_the_staged_datasets(shared_data):
 
 def test_bicubic__reproduces_the_published_yardstick(shared_data):
     """Bicubic on the MMSR authors' 13 pairs: mean RMSE 3.05 (x4) in their notebook."""
-    from geosr.evaluate import evaluate
+    from geosr.evaluation.evaluate import evaluate
 
     res = evaluate(load_pairs(shared_data / "mmsr_samples"), {}, 4)
     assert abs(res["mean"]["bicubic"]["rmse"] - 3.05) < 0.01

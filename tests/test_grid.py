@@ -5,7 +5,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from geosr.errors import GridError
-from geosr.grid import RasterGeometry, Window, footprint, output_grid
+from geosr.raster.grid import RasterGeometry, Window, footprint, output_grid
 
 UTM = CRS.from_epsg(32633)
 LR = RasterGeometry(UTM, Affine(4, 0, 600000, 0, -4, 5340000), 40, 30)

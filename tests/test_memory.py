@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 
 import geosr
-from geosr import optimize
+from geosr import memory
+from geosr.models import optimize
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_trim__glibc_malloc_trim_is_found() -> None:
-    trim = optimize._malloc_trim()
+    trim = memory.malloc_trim()
     assert trim is not None
     trim()  # callable, returns normally
 
@@ -25,7 +26,7 @@ def test_trim__same_result_and_called_twice_per_step(
     lr, guide, scale = tiny_pair
     kw = {"iterations": 3, "preset": "dem", "width": 16, "device": "cpu"}  # the CPU heap
     calls: list[int] = []
-    monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
+    monkeypatch.setattr(memory, "malloc_trim", lambda: lambda: calls.append(1))
     trimmed = geosr.super_resolve(lr, guide, scale, method=method, **kw)
     assert len(calls) == 2 * kw["iterations"]  # after each forward pass and each update
     calls.clear()
@@ -39,8 +40,8 @@ def test_trim__not_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
     calls: list[int] = []
-    monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
-    optimize._tidier(optimize.OptimConfig(), torch.device("cuda"))()
+    monkeypatch.setattr(memory, "malloc_trim", lambda: lambda: calls.append(1))
+    optimize.tidier(optimize.OptimConfig(), torch.device("cuda"))()
     assert calls == []
-    optimize._tidier(optimize.OptimConfig(), torch.device("cpu"))()
+    optimize.tidier(optimize.OptimConfig(), torch.device("cpu"))()
     assert calls == [1]

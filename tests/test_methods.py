@@ -8,7 +8,7 @@ import torch
 
 from geosr import get_method, list_methods
 from geosr.errors import OptionError
-from geosr.scene import back_project
+from geosr.models.backproject import back_project
 
 # Few steps so the contract is checked quickly; quality is checked elsewhere.
 FAST = {"iterations": 5, "width": 8}
@@ -95,7 +95,7 @@ def test_method__mask_respected(name, tiny_pair):
 
 
 def test_optimizer__cpu_flags_from_proc_cpuinfo():
-    from geosr.optimize import cpu_flags
+    from geosr.models.optimize import cpu_flags
 
     text = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16\n\n"
     text += "processor\t: 1\nflags\t\t: fpu\n"
@@ -117,7 +117,7 @@ def test_optimizer__cpu_flags_from_proc_cpuinfo():
 def test_optimizer__bf16_auto_follows_the_hardware(setting, device, native, want, monkeypatch):
     import torch
 
-    from geosr import optimize
+    from geosr.models import optimize
 
     monkeypatch.setattr(optimize, "cpu_has_bf16", lambda: native)
     cfg = optimize.OptimConfig(bf16=setting)
@@ -171,7 +171,7 @@ def test_learned__back_projection_is_on_by_default_for_mmsr_and_robself():
 def test_optimizer__cosine_schedule_reaches_zero_at_the_last_step():
     import torch
 
-    from geosr.optimize import OptimConfig, make_optimizer
+    from geosr.models.optimize import OptimConfig, make_optimizer
 
     net = torch.nn.Conv2d(1, 1, 1)
     rates = {}
@@ -193,7 +193,7 @@ def test_optimizer__warmup_ramps_the_rate_then_follows_the_schedule():
     import torch
 
     from geosr.errors import OptionError
-    from geosr.optimize import OptimConfig, make_optimizer
+    from geosr.models.optimize import OptimConfig, make_optimizer
 
     net = torch.nn.Conv2d(1, 1, 1)
     opt, sched = make_optimizer(net, OptimConfig(warmup=3, decay_every=1, lr_decay=0.5))
@@ -211,7 +211,7 @@ def test_optimizer__warmup_ramps_the_rate_then_follows_the_schedule():
 
 def spy_warmups(monkeypatch) -> list[int]:
     """The ``warmup`` of every optimiser the loop makes from now on, in order."""
-    from geosr import optimize
+    from geosr.models import optimize
 
     seen: list[int] = []
     make = optimize.make_optimizer
@@ -250,7 +250,7 @@ def scale2_pair(tiny_pair):
 
 
 def test_optimizer__coarse_copy_is_the_input_one_scale_down(rng):
-    from geosr.optimize import coarse_copy
+    from geosr.models.optimize import coarse_copy
 
     lr = rng.normal(size=(1, 9, 11)).astype(np.float32)  # not a multiple of the scale
     guide = rng.normal(size=(3, 18, 22)).astype(np.float32)
@@ -269,7 +269,7 @@ def test_learned__prefit_on_the_coarse_copy(name, tiny_pair, monkeypatch):
     """The pre-fit learns the coarse copy's answer (the LR), and the fit that follows
     starts from its weights: its first cycle loss is far below a fresh network's, and
     it ramps its rate up as fits from fitted weights do."""
-    from geosr import optimize
+    from geosr.models import optimize
     from geosr.models.learned import dump_state
 
     lr, guide, scale = scale2_pair(tiny_pair)

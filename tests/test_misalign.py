@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from geosr.errors import OptionError
-from geosr.misalign import Misalignment, misalign, random_homography
+from geosr.evaluation.misalign import Misalignment, misalign, random_homography
 
 
 def test_misalignment__parse():
@@ -38,7 +38,7 @@ def test_misalign__seeded_and_bounded(rng):
 
 def test_misalign__pure_translation_shifts_the_guide():
     """Bilinear sampling is exact on a linear ramp: the interior moves by (dx, dy)."""
-    from geosr.misalign import warp_image
+    from geosr.evaluation.misalign import warp_image
 
     yy, xx = np.mgrid[0:30, 0:30].astype(np.float32)
     img = (0.5 * xx + 0.25 * yy)[None]

@@ -1,4 +1,4 @@
-"""Network files (geosr.netfile): a scene network saved by one run and started from by others."""
+"""Network files (geosr.pipeline.network): a scene network saved by one run and started from by others."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from click.testing import CliRunner
 from geosr import pipeline
 from geosr.cli.main import cli
 from geosr.errors import InputError, OptionError
-from geosr.netfile import read_network
-from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.scene import SceneConfig
+from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
+from geosr.pipeline.network import read_network
 
 from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
 
@@ -30,10 +29,7 @@ def _run(scene: dict[str, Any], name: str, mode: str, *, method: str = "mmsr",
          save: Path | None = None, **out: Any) -> dict[str, Any]:
     cfg = SceneConfig(mode=mode, crop=12, pool=4, hybrid_iterations=2,
                       iterations=scene_iterations, network=None if network is None else str(network))
-    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name,
-                        scale=scale or scene["scale"], method=method,
-                        method_options=options or FAST, tiling=TILING, scene=cfg,
-                        output=OutputConfig(cog=False, **out), save_network=save)
+    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name, RunConfig(scale=scale or scene["scale"], method=method, method_options=options or FAST, tiling=TILING, scene=cfg, output=OutputConfig(cog=False, **out), save_network=save))
 
 
 def _read(path: Path) -> np.ndarray:

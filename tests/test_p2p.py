@@ -37,7 +37,7 @@ def test_p2p__large_lr_still_trains(rng):
 def test_p2p__fits_a_guide_that_explains_the_target(rng):
     """A target that is a function of the guide colour: P2P beats bicubic at x4."""
     import geosr
-    from geosr.evaluate import degrade, metrics
+    from geosr.evaluation.evaluate import degrade, metrics
 
     yy, xx = np.mgrid[0:48, 0:64]
     edge = ((xx + 2 * yy) % 23 < 11).astype(np.float32)

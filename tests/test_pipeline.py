@@ -13,8 +13,8 @@ from affine import Affine
 from geosr import pipeline, super_resolve
 from geosr.errors import InputError
 from geosr.normalize import BandStats
-from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.tiling import TileLayout
+from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
+from geosr.raster.tiling import TileLayout
 
 from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
 
@@ -29,10 +29,7 @@ def read(path: str | Path) -> tuple[np.ndarray, Any]:
 @pytest.mark.parametrize("method", ["bicubic", "guided-filter"])
 def test_run__tiled_equals_untiled(scene: dict[str, Any], method: str) -> None:
     out = scene["dir"] / f"out_{method}.tif"
-    summary = pipeline.run(
-        scene["lr"], scene["guide"], out, scale=4, method=method,
-        tiling=TilingConfig(tile_size=12, overlap=3), output=OutputConfig(cog=False),
-    )
+    summary = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method=method, tiling=TilingConfig(tile_size=12, overlap=3), output=OutputConfig(cog=False)))
     assert summary["tiles"]["total"] >= 12
     got, _ = read(out)
     ref = super_resolve(scene["lr_array"], scene["guide_array"], 4, method)[0]
@@ -43,7 +40,7 @@ def test_run__tiled_equals_untiled(scene: dict[str, Any], method: str) -> None:
 
 def test_run__georeferencing_and_nodata(scene: dict[str, Any]) -> None:
     out = scene["dir"] / "out.tif"
-    pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="bicubic")
+    pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method="bicubic"))
     with rasterio.open(out) as dst, rasterio.open(scene["lr"]) as src:
         assert dst.crs == src.crs
         assert dst.transform == src.transform @ Affine.scale(1 / 4)
@@ -59,8 +56,7 @@ def test_run__cog_tags_and_permissions(scene: dict[str, Any]) -> None:
     from rio_cogeo.cogeo import cog_validate
 
     out = scene["dir"] / "out.tif"
-    pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="guided-filter",
-                 method_options={"eps": 0.02})
+    pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method="guided-filter", method_options={"eps": 0.02}))
     valid, errors, _ = cog_validate(str(out))
     assert valid, errors
     _, prof = read(out)
@@ -92,8 +88,7 @@ def test_run__guide_in_another_crs(scene: dict[str, Any]) -> None:
     outs = {}
     for name, guide in (("native", scene["guide"]), ("4326", geo_guide)):
         outs[name] = scene["dir"] / f"{name}.tif"
-        pipeline.run(scene["lr"], guide, outs[name], scale=4, method="guided-filter",
-                     output=OutputConfig(cog=False))
+        pipeline.run(scene["lr"], guide, outs[name], RunConfig(scale=4, method="guided-filter", output=OutputConfig(cog=False)))
     a, pa = read(outs["native"])
     b, pb = read(outs["4326"])
     assert pa["transform"] == pb["transform"] and a.shape == b.shape
@@ -111,8 +106,7 @@ def test_run__guide_subset_gives_intersection_grid(scene: dict[str, Any]) -> Non
     t = scene["guide_transform"] @ Affine.translation(21, 10)
     guide = write_raster(scene["dir"] / "sub.tif", g, t)
     out = scene["dir"] / "sub_out.tif"
-    s = pipeline.run(scene["lr"], guide, out, scale=4, method="bicubic",
-                     output=OutputConfig(cog=False))
+    s = pipeline.run(scene["lr"], guide, out, RunConfig(scale=4, method="bicubic", output=OutputConfig(cog=False)))
     assert s["output_grid"]["lr_window"] == {"row0": 3, "col0": 6, "row1": 22, "col1": 35}
     with rasterio.open(out) as dst:
         assert dst.transform == scene["lr_transform"] @ Affine.translation(6, 3) @ Affine.scale(
@@ -122,7 +116,7 @@ def test_run__guide_subset_gives_intersection_grid(scene: dict[str, Any]) -> Non
 
 def test_compute_stats__equal_full_image_stats(scene: dict[str, Any]) -> None:
     plan = pipeline.compute_stats(
-        pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method="bicubic")
+        pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="bicubic"))
     )
     lr = BandStats.from_array(scene["lr_array"][None])
     g = BandStats.from_array(scene["guide_array"])
@@ -133,9 +127,9 @@ def test_compute_stats__equal_full_image_stats(scene: dict[str, Any]) -> None:
 
 
 def test_compute_stats__decimated(scene: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline, "STATS_FULL_PIXELS", 200)
+    monkeypatch.setattr(pipeline.stats, "STATS_FULL_PIXELS", 200)
     plan = pipeline.compute_stats(
-        pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method="bicubic")
+        pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="bicubic"))
     )
     lr = BandStats.from_array(scene["lr_array"][None])
     g = BandStats.from_array(scene["guide_array"])
@@ -149,8 +143,7 @@ def test_run__empty_tiles_skipped(tmp_path: Path, scene: dict[str, Any]) -> None
     lr[:, :24] = -9999.0
     path = write_raster(tmp_path / "half.tif", lr, scene["lr_transform"], nodata=-9999.0)
     out = tmp_path / "half_out.tif"
-    s = pipeline.run(path, scene["guide"], out, scale=4, method="bicubic",
-                     tiling=TilingConfig(tile_size=8, overlap=2), output=OutputConfig(cog=False))
+    s = pipeline.run(path, scene["guide"], out, RunConfig(scale=4, method="bicubic", tiling=TilingConfig(tile_size=8, overlap=2), output=OutputConfig(cog=False)))
     assert s["tiles"]["skipped"] > 0 and s["tiles"]["done"] > 0
     a, _ = read(out)
     assert np.isnan(a[:, : 24 * 4]).all() and np.isfinite(a[:, 25 * 4 :]).any()
@@ -160,7 +153,7 @@ def test_run__all_nodata(tmp_path: Path, scene: dict[str, Any]) -> None:
     lr = np.full((36, 40), -9999.0, np.float32)
     path = write_raster(tmp_path / "empty.tif", lr, scene["lr_transform"], nodata=-9999.0)
     with pytest.raises(InputError, match="no valid pixel"):
-        pipeline.run(path, scene["guide"], tmp_path / "x.tif", scale=4, method="bicubic")
+        pipeline.run(path, scene["guide"], tmp_path / "x.tif", RunConfig(scale=4, method="bicubic"))
     assert not (tmp_path / "x.tif").exists()
 
 
@@ -168,11 +161,10 @@ def test_run__nothing_left_on_failure(scene: dict[str, Any], monkeypatch: pytest
     def boom(plan: Any, tile: Any) -> None:
         raise RuntimeError("method exploded")
 
-    monkeypatch.setattr(pipeline, "predict_tile", boom)
+    monkeypatch.setattr(pipeline.tiles, "predict_tile", boom)
     before = set(os.listdir(scene["dir"]))
     with pytest.raises(RuntimeError, match="exploded"):
-        pipeline.run(scene["lr"], scene["guide"], scene["dir"] / "f.tif", scale=4,
-                     method="bicubic")
+        pipeline.run(scene["lr"], scene["guide"], scene["dir"] / "f.tif", RunConfig(scale=4, method="bicubic"))
     assert set(os.listdir(scene["dir"])) == before
 
 
@@ -180,11 +172,9 @@ def test_run__keep_tiles_reused(scene: dict[str, Any]) -> None:
     out = scene["dir"] / "k.tif"
     cfg = OutputConfig(cog=False, keep_tiles=True, overwrite=True)
     tiling = TilingConfig(tile_size=16, overlap=4)
-    s1 = pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="bicubic",
-                      tiling=tiling, output=cfg)
+    s1 = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method="bicubic", tiling=tiling, output=cfg))
     assert (scene["dir"] / "k.tif.tiles" / "manifest.json").exists()
-    s2 = pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="bicubic",
-                      tiling=tiling, output=cfg)
+    s2 = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method="bicubic", tiling=tiling, output=cfg))
     assert s2["tiles"]["reused"] == s1["tiles"]["done"] > 0 and s2["tiles"]["done"] == 0
 
 
@@ -199,8 +189,7 @@ def test_tiling_config__validation() -> None:
 
 
 def test_plan__to_dict_is_json(scene: dict[str, Any]) -> None:
-    plan = pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method="guided-filter",
-                              tiling=TilingConfig(tile_size=16, overlap=4))
+    plan = pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="guided-filter", tiling=TilingConfig(tile_size=16, overlap=4)))
     d = json.loads(json.dumps(plan.to_dict()))
     assert d["tiling"]["tiles"] == len(plan.layout) == 9
     assert d["output_grid"]["crs"] == "EPSG:32633" and d["guide"]["resampling"] == "bilinear"
@@ -227,16 +216,15 @@ def test_run__mmsr_seams(tmp_path: Path) -> None:
     the ratio of the output is compared with that of the true surface: a seam that the
     blending smooths or sharpens moves it away from the truth's (measured with
     examples/benchmarks/seam_blend.py: 0.98 and 0.94 of the truth's)."""
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
 
     p = write_example(tmp_path, size=64)
     out = tmp_path / "mmsr.tif"
     tiling = TilingConfig(tile_size=32, overlap=8)
-    s = pipeline.run(p["lr"], p["guide"], out, scale=4, method="mmsr",
-                     method_options={"iterations": 200, "preset": "dem"}, tiling=tiling)
+    s = pipeline.run(p["lr"], p["guide"], out, RunConfig(scale=4, method="mmsr", method_options={"iterations": 200, "preset": "dem"}, tiling=tiling))
     a, _ = read(out)
     ref, _ = read(p["reference"])
-    plan = pipeline.make_plan(p["lr"], p["guide"], scale=4, method="mmsr", tiling=tiling)
+    plan = pipeline.make_plan(p["lr"], p["guide"], RunConfig(scale=4, method="mmsr", tiling=tiling))
     assert s["tiles"]["done"] == len(plan.layout) > 1
     for axis, spans in ((1, plan.layout.col_spans), (0, plan.layout.row_spans)):
         rel = _seam_ratio(a, spans, axis) / _seam_ratio(ref, spans, axis)

@@ -57,7 +57,7 @@ def test_build_argv__network_files_run_through_the_cli(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from geosr.cli.main import cli
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
 
     m = load_script()
     p = write_example(tmp_path, size=16, scale=4)
@@ -105,7 +105,7 @@ def test_progress_parser__reads_real_cli_events(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
     from geosr.cli.main import cli
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
 
     m = load_script()
     p = write_example(tmp_path, size=16, scale=4)
@@ -179,7 +179,7 @@ def run_in_qgis(params: dict[str, Any], tmp_path: Path) -> dict[str, Any]:
 @pytest.mark.slow
 @pytest.mark.skipif(not _has_qgis(), reason="QGIS (python3-qgis) is not installed")
 def test_qgis__algorithm_runs_reports_progress_errors_and_cancels(tmp_path: Path) -> None:
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
 
     p = write_example(tmp_path, size=32, scale=4)
     out = tmp_path / "out.tif"

@@ -12,7 +12,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from geosr.cli.main import cli
-from geosr.quicklook import read_decimated, write_quicklook
+from geosr.evaluation.quicklook import read_decimated, write_quicklook
 
 from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from geosr.cli.main import cli
 from geosr.errors import InputError
-from geosr.evaluate import Pair, evaluate, load_pairs
+from geosr.evaluation.evaluate import Pair, evaluate, load_pairs
 
 from ._geo import shared_data_dir, write_raster
 
@@ -41,7 +41,7 @@ def _pairs(rng: np.random.Generator) -> list[Pair]:
 
 @pytest.fixture
 def report(tmp_path, rng) -> Path:
-    from geosr.report import write_report
+    from geosr.evaluation.report import write_report
 
     result = evaluate(_pairs(rng), METHODS, 4, keep_outputs=True)
     return write_report(tmp_path / "rep", result, note="reduced settings: tiny test pairs")
@@ -83,7 +83,7 @@ def test_report__self_contained_page_with_embedded_pngs(report):
 
 
 def test_report__images_next_to_the_page(tmp_path, rng):
-    from geosr.report import write_report
+    from geosr.evaluation.report import write_report
 
     result = evaluate(_pairs(rng), METHODS, 4, keep_outputs=True)
     outputs = result.pop("outputs")
@@ -93,7 +93,7 @@ def test_report__images_next_to_the_page(tmp_path, rng):
 
 
 def test_report__bench_records(tmp_path):
-    from geosr.report import write_report
+    from geosr.evaluation.report import write_report
 
     bench = [
         {"method": "bicubic", "rmse": 2.0, "seconds_per_megapixel": 0.01},

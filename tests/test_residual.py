@@ -8,7 +8,7 @@ import torch
 
 from geosr import get_method
 from geosr.models.classical import bicubic_upsample
-from geosr.optimize import seeded
+from geosr.models.optimize import seeded
 
 
 def _inputs() -> tuple[np.ndarray, np.ndarray]:

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from geosr import pipeline
-from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.store import TileStore
+from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
+from geosr.raster.store import TileStore
 
 from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
 
@@ -28,7 +28,7 @@ def test_store__corrupt_partial_and_unfinished_tiles_recomputed(scene: dict[str,
     cfg = OutputConfig(cog=True, keep_tiles=True, overwrite=True)
     tiling = TilingConfig(tile_size=16, overlap=4)
     kw: dict[str, Any] = {"scale": 4, "method": "guided-filter", "tiling": tiling, "output": cfg}
-    s1 = pipeline.run(scene["lr"], scene["guide"], out, **kw)
+    s1 = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(**kw))
     first = out.read_bytes()
     store = scene["dir"] / "k.tif.tiles"
     tiles = sorted(store.glob("*.npy"))
@@ -39,7 +39,7 @@ def test_store__corrupt_partial_and_unfinished_tiles_recomputed(scene: dict[str,
     tiles[1].write_bytes(tiles[1].read_bytes()[:100])  # truncated
     Path(str(tiles[2]) + ".sha256").unlink()  # killed between the tile and its sidecar
     (store / ".t-0-0.abc.npy.tmp").write_bytes(b"partial")  # a killed write
-    s2 = pipeline.run(scene["lr"], scene["guide"], out, **kw)
+    s2 = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(**kw))
     assert s2["tiles"]["done"] == 3 and s2["tiles"]["reused"] == s1["tiles"]["done"] - 3
     assert out.read_bytes() == first
     assert not list(store.glob(".*.tmp"))
@@ -67,15 +67,15 @@ def test_run__resume_after_failure_keeps_tiles(scene: dict[str, Any],
             raise RuntimeError("power cut")
         return real(plan, tile)
 
-    monkeypatch.setattr(pipeline, "predict_tile", flaky)
-    kw: dict[str, Any] = {"scale": 4, "method": "bicubic", "tiling": tiling, "resume": True}
+    monkeypatch.setattr(pipeline.tiles, "predict_tile", flaky)
+    cfg = RunConfig(scale=4, method="bicubic", tiling=tiling)
     with pytest.raises(RuntimeError, match="power cut"):
-        pipeline.run(scene["lr"], scene["guide"], out, **kw)
+        pipeline.run(scene["lr"], scene["guide"], out, cfg, resume=True)
     assert len(list((scene["dir"] / "r.tif.tiles").glob("*.npy"))) == 4
-    s = pipeline.run(scene["lr"], scene["guide"], out, **kw)
+    s = pipeline.run(scene["lr"], scene["guide"], out, cfg, resume=True)
     assert s["tiles"]["reused"] == 4 and s["tiles"]["done"] == 5
     assert not (scene["dir"] / "r.tif.tiles").exists()
-    again = pipeline.run(scene["lr"], scene["guide"], out, **kw)  # finished: nothing to do
+    again = pipeline.run(scene["lr"], scene["guide"], out, cfg, resume=True)  # finished: nothing to do
     assert again["status"] == "exists"
 
 
@@ -101,7 +101,7 @@ def _run_until(args: list[str], kill_when: Callable[[dict[str, Any]], bool] | No
 def test_dem_sr__sigkill_three_times_then_resume_is_byte_identical(tmp_path: Path) -> None:
     """mmsr (tiny, seeded, CPU) killed after 2 tiles, after 6 tiles, while writing the COG;
     each time resumed with --resume; the result equals an uninterrupted run byte for byte."""
-    from geosr.example import write_example
+    from geosr.raster.example import write_example
 
     p = write_example(tmp_path, size=32, scale=4)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

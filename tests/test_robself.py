@@ -120,7 +120,7 @@ def test_total_variation__zero_for_a_constant_field_and_counts_steps():
 
 
 def test_robself__field_tv_adds_the_smoothness_penalty_to_the_loss(tiny_pair):
-    from geosr.optimize import OptimConfig, _outputs, _total_loss
+    from geosr.models.optimize import OptimConfig, _outputs, _total_loss
 
     lr, guide, scale = tiny_pair
     lrt = torch.from_numpy(((lr - lr.mean()) / lr.std()).astype(np.float32))[None]
@@ -169,7 +169,7 @@ def test_robself_re__beats_mmsr_with_a_shifted_guide(shared_data):
     about even with MMSR (README, 'RobSelf: dilated source convs and a smooth field'), so
     this is one crop, not a margin."""
     import geosr
-    from geosr.evaluate import degrade, load_pairs, metrics
+    from geosr.evaluation.evaluate import degrade, load_pairs, metrics
 
     pair = load_pairs(shared_data / "mmsr_samples")[0]
     hr, lr = degrade(pair.target[100:196, 100:196], 4)

@@ -1,4 +1,4 @@
-"""Scene and hybrid modes (geosr.scene): one network fitted on random crops of the scene."""
+"""Scene and hybrid modes (geosr.pipeline.scene): one network fitted on random crops of the scene."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from geosr import get_method, pipeline
 from geosr.cli.main import cli
 from geosr.errors import OptionError
-from geosr.optimize import OptimConfig, fit_samples, masked_cycle_loss
-from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.scene import SceneConfig, back_project
-from geosr.store import TileStore
+from geosr.models.backproject import back_project
+from geosr.models.optimize import OptimConfig, fit_samples, masked_cycle_loss
+from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
+from geosr.raster.store import TileStore
 
 from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
 
@@ -30,9 +30,7 @@ def _run(scene: dict[str, Any], name: str, mode: str, back_project: int = 10,
          **kw: Any) -> dict[str, Any]:
     cfg = SceneConfig(mode=mode, crop=12, pool=6, hybrid_iterations=3,
                       back_project=back_project)
-    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name, scale=scene["scale"],
-                        method="mmsr", method_options=FAST, tiling=TILING, scene=cfg,
-                        output=OutputConfig(cog=False, **kw))
+    return pipeline.run(scene["lr"], scene["guide"], scene["dir"] / name, RunConfig(scale=scene["scale"], method="mmsr", method_options=FAST, tiling=TILING, scene=cfg, output=OutputConfig(cog=False, **kw)))
 
 
 def _read(path: Path) -> np.ndarray:
@@ -109,7 +107,7 @@ def test_back_project__makes_the_prediction_pool_to_the_lr() -> None:
 
 
 def test_scene_mode__mirrors_the_inputs_about_the_tile_edge() -> None:
-    from geosr.pipeline import SCENE_MIRROR, _predict_mirrored
+    from geosr.pipeline.tiles import SCENE_MIRROR, _predict_mirrored
 
     rng = np.random.default_rng(3)
     lr = rng.normal(size=(1, 6, 9)).astype(np.float32)
@@ -153,9 +151,7 @@ def test_tile_mode__method_back_projects_its_output(scene: dict[str, Any]) -> No
     err = {}
     for n in (0, 10):
         out = scene["dir"] / f"tile_bp{n}.tif"
-        pipeline.run(scene["lr"], scene["guide"], out, scale=scene["scale"], method="mmsr",
-                     method_options={**FAST, "back_project": n}, tiling=TILING,
-                     output=OutputConfig(cog=False))
+        pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=scene["scale"], method="mmsr", method_options={**FAST, "back_project": n}, tiling=TILING, output=OutputConfig(cog=False)))
         down = _pool(_read(out)[None])[0]
         ok = np.isfinite(down) & np.isfinite(lr)
         err[n] = float(np.abs(down[ok] - lr[ok]).mean())
@@ -175,10 +171,8 @@ def test_scene_mode__one_network_for_every_tile(scene: dict[str, Any]) -> None:
     # the scene network is in the store, and a resumed run reuses it instead of refitting
     store = TileStore(scene["dir"] / "scene.tif.tiles")
     assert store.has("scene-model")
-    plan = pipeline.compute_stats(pipeline.make_plan(
-        scene["lr"], scene["guide"], scale=4, method="mmsr", method_options=FAST,
-        tiling=TILING, scene=SceneConfig(mode="scene", crop=12, pool=6)))
-    plan2, summary = pipeline.scene_network(plan, store)
+    plan = pipeline.compute_stats(pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="mmsr", method_options=FAST, tiling=TILING, scene=SceneConfig(mode="scene", crop=12, pool=6))))
+    plan2, summary = pipeline.runner.scene_network(plan, store)
     assert summary == {"reused": True} and plan2.scene_state is not None
     # cycle consistency holds roughly where the LR is valid (a sanity check of the units)
     down = out.reshape(lr.shape[0], 4, lr.shape[1], 4).mean(axis=(1, 3))
@@ -220,8 +214,7 @@ def test_hybrid_mode__runs_through_the_pipeline(scene: dict[str, Any]) -> None:
 def test_modes__bad_combinations_are_option_errors(scene: dict[str, Any]) -> None:
     for method in ("bicubic", "p2p"):
         with pytest.raises(OptionError, match="--mode tile"):
-            pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method=method,
-                               scene=SceneConfig(mode="scene"))
+            pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method=method, scene=SceneConfig(mode="scene")))
     with pytest.raises(OptionError, match="mode must be one of"):
         SceneConfig(mode="global")
 
@@ -252,31 +245,31 @@ def test_cli__mode_in_dry_run_and_errors(scene: dict[str, Any]) -> None:
 
 
 def test_batch__mode_per_scene_and_from_defaults() -> None:
-    from geosr.batch import Scene, scene_run_kwargs
+    from geosr.batch import Scene, scene_config
 
     sc = Scene("a", "lr.tif", "g.tif", "o.tif", (("mode", "hybrid"), ("hybrid_iterations", 7)))
-    kw = scene_run_kwargs(sc, {"scale": 4, "method": "mmsr", "mode": "tile",
+    kw = scene_config(sc, {"scale": 4, "method": "mmsr", "mode": "tile",
                                "scene_iterations": 50})
-    assert kw["scene"] == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
-    kw = scene_run_kwargs(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
-    assert kw["scene"].mode == "tile" and kw["scene"].back_project == 10
-    assert "back_project" not in kw["method_options"]  # MMSR's own default applies
+    assert kw.scene == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
+    kw = scene_config(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
+    assert kw.scene.mode == "tile" and kw.scene.back_project == 10
+    assert "back_project" not in kw.options  # MMSR's own default applies
     sc = Scene("c", "lr.tif", "g.tif", "o.tif", (("mode", "scene"), ("back_project", 0)))
-    kw = scene_run_kwargs(sc, {"scale": 4, "back_project": 10})
-    assert kw["scene"].back_project == 0 and kw["method_options"]["back_project"] == 0
-    kw = scene_run_kwargs(Scene("d", "lr.tif", "g.tif", "o.tif", (("method", "bicubic"),)),
+    kw = scene_config(sc, {"scale": 4, "back_project": 10})
+    assert kw.scene.back_project == 0 and kw.options["back_project"] == 0
+    kw = scene_config(Scene("d", "lr.tif", "g.tif", "o.tif", (("method", "bicubic"),)),
                           {"scale": 4, "back_project": 5})
-    assert kw["method_options"] == {}  # bicubic has nothing to back-project
+    assert kw.options == {}  # bicubic has nothing to back-project
     sc = Scene("e", "lr.tif", "g.tif", "o.tif", (("prefit", 50),))
-    assert scene_run_kwargs(sc, {"scale": 4, "prefit": 300})["method_options"]["prefit"] == 50
-    assert scene_run_kwargs(Scene("f", "lr.tif", "g.tif", "o.tif"),
-                            {"scale": 4, "prefit": 300})["method_options"]["prefit"] == 300
+    assert scene_config(sc, {"scale": 4, "prefit": 300}).options["prefit"] == 50
+    assert scene_config(Scene("f", "lr.tif", "g.tif", "o.tif"),
+                            {"scale": 4, "prefit": 300}).options["prefit"] == 300
 
 
 def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:
     import io
 
-    from geosr.progress import JsonProgress
+    from geosr.cli.progress import JsonProgress
 
     buf = io.StringIO()
     rep = JsonProgress(buf)

@@ -3,8 +3,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from geosr.grid import Window
-from geosr.tiling import TileLayout, axis_spans, axis_starts, axis_weight, blocks, cosine_ramp
+from geosr.raster.grid import Window
+from geosr.raster.tiling import (
+    TileLayout,
+    axis_spans,
+    axis_starts,
+    axis_weight,
+    blocks,
+    cosine_ramp,
+)
 
 
 @pytest.mark.parametrize("n", [1, 5, 16, 17, 33, 100, 257])

@@ -17,12 +17,14 @@ from affine import Affine
 from click.testing import CliRunner
 
 import geosr
+import geosr.pipeline.stats
+import geosr.pipeline.tiles
 from geosr import pipeline
 from geosr.cli.main import cli
 from geosr.errors import GeosrError, GridError, InputError, OptionError
-from geosr.pipeline import OutputConfig, TilingConfig
-from geosr.scene import SceneConfig
-from geosr.xr import ArraySource, to_raster
+from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
+from geosr.xr.inputs import ArraySource
+from geosr.xr.write import to_raster
 
 from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
 
@@ -89,8 +91,7 @@ def in_memory(data: np.ndarray, transform: Affine, crs: str | None, dims: tuple[
 def test_super_resolve_xr__equals_pipeline(scene: dict[str, Any], method: str,
                                            masked: bool) -> None:
     ref_path = scene["dir"] / "cli.tif"
-    pipeline.run(scene["lr"], scene["guide"], ref_path, scale=4, method=method, tiling=TILING,
-                 output=OutputConfig(cog=False))
+    pipeline.run(scene["lr"], scene["guide"], ref_path, RunConfig(scale=4, method=method, tiling=TILING, output=OutputConfig(cog=False)))
     ref, ref_meta = read(ref_path)
 
     hr = geosr.super_resolve_xr(open_da(scene["lr"], masked=masked),
@@ -131,8 +132,7 @@ def test_super_resolve_xr__equals_cli_and_keeps_2d(scene: dict[str, Any]) -> Non
 def test_super_resolve_xr__in_memory_dataarrays(scene: dict[str, Any]) -> None:
     """DataArrays that never were files (NaN nodata, 2-D LR) give the pipeline's values."""
     ref_path = scene["dir"] / "cli.tif"
-    pipeline.run(scene["lr"], scene["guide"], ref_path, scale=4, method="guided-filter",
-                 tiling=TILING, output=OutputConfig(cog=False))
+    pipeline.run(scene["lr"], scene["guide"], ref_path, RunConfig(scale=4, method="guided-filter", tiling=TILING, output=OutputConfig(cog=False)))
     ref, _ = read(ref_path)
     lr = in_memory(scene["lr_array"], scene["lr_transform"], "EPSG:32633", ("y", "x"))
     guide = in_memory(scene["guide_array"].astype(np.uint8), scene["guide_transform"],
@@ -149,8 +149,7 @@ def test_super_resolve_xr__mmsr_seeded_equals_pipeline(scene: dict[str, Any]) ->
                            nodata=-9999.0)
     opts = {"preset": "dem", "iterations": 3, "seed": 0}
     out = scene["dir"] / "mmsr.tif"
-    pipeline.run(lr_path, scene["guide"], out, scale=4, method="mmsr", method_options=opts,
-                 output=OutputConfig(cog=False))
+    pipeline.run(lr_path, scene["guide"], out, RunConfig(scale=4, method="mmsr", method_options=opts, output=OutputConfig(cog=False)))
     ref, _ = read(out)
     hr = geosr.super_resolve_xr(open_da(lr_path, chunks=True), open_da(scene["guide"]), 4,
                                 method="mmsr", **opts)
@@ -167,9 +166,7 @@ def test_super_resolve_xr__scene_modes_equal_pipeline(scene: dict[str, Any], mod
     cfg = SceneConfig(mode=mode, crop=12, pool=4, hybrid_iterations=2)
     out = scene["dir"] / f"{mode}.tif"
     net = scene["dir"] / "net.pt"
-    summary = pipeline.run(scene["lr"], scene["guide"], out, scale=4, method="mmsr",
-                           method_options=opts, tiling=tiling, scene=cfg,
-                           output=OutputConfig(cog=False), save_network=net)
+    summary = pipeline.run(scene["lr"], scene["guide"], out, RunConfig(scale=4, method="mmsr", method_options=opts, tiling=tiling, scene=cfg, output=OutputConfig(cog=False), save_network=net))
     assert summary["scene_fit"]["crops"] == 4 and summary["tiles"]["done"] > 1
     ref, _ = read(out)
     lr = open_da(scene["lr"], chunks={"x": 16, "y": 16})
@@ -210,8 +207,7 @@ def test_super_resolve_xr__dask_inputs_stay_lazy(scene: dict[str, Any]) -> None:
     assert dask.is_dask_collection(hr.data)
     assert hr.data.chunks == ((1,), (64, 64, 16), (64, 64, 32))  # the mosaic blocks
     keys = {str(k) for k in dict(hr.data.__dask_graph__())}
-    n_tiles = len(pipeline.make_plan(scene["lr"], scene["guide"], scale=4,
-                                     method="guided-filter", tiling=TILING).layout)
+    n_tiles = len(pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="guided-filter", tiling=TILING)).layout)
     assert sum("geosr-tile-" in k for k in keys) == n_tiles > 9
     assert any("geosr-stats-" in k for k in keys)  # the statistics are part of the graph
     with dask.config.set(scheduler="sync"):
@@ -221,8 +217,7 @@ def test_super_resolve_xr__dask_inputs_stay_lazy(scene: dict[str, Any]) -> None:
 
 def test_to_raster__writes_a_lazy_result_block_by_block(scene: dict[str, Any]) -> None:
     ref_path = scene["dir"] / "cli.tif"
-    pipeline.run(scene["lr"], scene["guide"], ref_path, scale=4, method="guided-filter",
-                 tiling=TILING, output=OutputConfig(cog=False))
+    pipeline.run(scene["lr"], scene["guide"], ref_path, RunConfig(scale=4, method="guided-filter", tiling=TILING, output=OutputConfig(cog=False)))
     ref, ref_meta = read(ref_path)
     lr = open_da(scene["lr"], masked=True, chunks={"x": 16, "y": 16})
     guide = open_da(scene["guide"], chunks={"x": 64, "y": 64})
@@ -258,8 +253,7 @@ def test_super_resolve_xr__guide_in_4326(scene: dict[str, Any]) -> None:
     dst, dst_t = reproject_guide(scene, 0.25)
     g_path = write_raster(scene["dir"] / "guide_4326.tif", dst, dst_t, crs="EPSG:4326")
     cli_out = scene["dir"] / "cli_4326.tif"
-    pipeline.run(scene["lr"], g_path, cli_out, scale=4, method="guided-filter", tiling=TILING,
-                 output=OutputConfig(cog=False))
+    pipeline.run(scene["lr"], g_path, cli_out, RunConfig(scale=4, method="guided-filter", tiling=TILING, output=OutputConfig(cog=False)))
     ref, ref_meta = read(cli_out)
 
     guide = open_da(g_path, chunks={"x": 100, "y": 100})
@@ -285,8 +279,7 @@ def test_super_resolve_xr__in_memory_guide_in_4326(scene: dict[str, Any]) -> Non
     dst, dst_t = reproject_guide(scene, 1.2)
     g_path = write_raster(scene["dir"] / "guide_4326.tif", dst, dst_t, crs="EPSG:4326")
     cli_out = scene["dir"] / "cli_4326.tif"
-    pipeline.run(scene["lr"], g_path, cli_out, scale=4, method="guided-filter", tiling=TILING,
-                 output=OutputConfig(cog=False))
+    pipeline.run(scene["lr"], g_path, cli_out, RunConfig(scale=4, method="guided-filter", tiling=TILING, output=OutputConfig(cog=False)))
     ref, _ = read(cli_out)
     guide = in_memory(dst, dst_t, "EPSG:4326", ("band", "y", "x")).chunk({"x": 40, "y": 40})
     hr = geosr.super_resolve_xr(open_da(scene["lr"]), guide, 4, method="guided-filter",
@@ -299,8 +292,8 @@ def test_super_resolve_xr__in_memory_guide_in_4326(scene: dict[str, Any]) -> Non
 def test_array_source__stats_equal_file_stats(scene: dict[str, Any], full_pixels: int | None,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     if full_pixels is not None:  # decimated reads: GDAL's nearest sampling, reproduced
-        monkeypatch.setattr(pipeline, "STATS_FULL_PIXELS", full_pixels)
-    plan = pipeline.make_plan(scene["lr"], scene["guide"], scale=4, method="bicubic")
+        monkeypatch.setattr(pipeline.stats, "STATS_FULL_PIXELS", full_pixels)
+    plan = pipeline.make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="bicubic"))
     ref = pipeline.compute_stats(plan)
     with rasterio.open(scene["lr"]) as src:
         lr = src.read(1)

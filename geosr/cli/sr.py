@@ -23,7 +23,7 @@ from geosr.cluster import dask_client
 from geosr.errors import GeosrError, GridError, InputError, OptionError
 from geosr.pipeline.config import RunConfig, run_config
 from geosr.pipeline.plan import make_plan
-from geosr.pipeline.run import run
+from geosr.pipeline.runner import run
 
 logger = logging.getLogger(__name__)
 

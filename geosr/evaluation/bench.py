@@ -49,7 +49,7 @@ from geosr.pipeline.config import (
     TilingConfig,
     check_mode,
 )
-from geosr.pipeline.run import run
+from geosr.pipeline.runner import run
 
 logger = logging.getLogger(__name__)
 

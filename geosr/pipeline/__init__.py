@@ -5,7 +5,7 @@ The stages live in modules of their own (``docs/architecture.md`` draws the flow
 :mod:`~geosr.pipeline.stats`, :mod:`~geosr.pipeline.sources` (where pixels come from),
 :mod:`~geosr.pipeline.scene` (one network for the scene), :mod:`~geosr.pipeline.tiles`
 (the tile task and its executors), :mod:`~geosr.pipeline.mosaic` and
-:mod:`~geosr.pipeline.run`, which ties them together.
+:mod:`~geosr.pipeline.runner`, which ties them together.
 """
 
 from geosr.pipeline.config import (
@@ -19,7 +19,7 @@ from geosr.pipeline.config import (
     run_config,
 )
 from geosr.pipeline.plan import Plan, make_plan
-from geosr.pipeline.run import run
+from geosr.pipeline.runner import run
 from geosr.pipeline.stats import compute_stats
 from geosr.pipeline.tiles import predict_tile, run_tile, run_tiles
 
