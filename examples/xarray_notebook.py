@@ -24,7 +24,7 @@ import rioxarray
 from matplotlib.colors import LightSource
 
 import geosr
-from geosr.example import write_example
+from geosr.raster.example import write_example
 from geosr.xr import to_raster
 
 OUT = Path(os.environ.get("GEOSR_EXAMPLE_OUT", "xarray-example"))

@@ -13,7 +13,13 @@ from typing import Any
 
 import click
 
+from geosr.batch import read_manifest, run_batch, state_dir_for
+from geosr.cli.common import configure_logging, wants_gpu
 from geosr.cli.options import batch_options, parse_option_value
+from geosr.cli.progress import JsonProgress
+from geosr.cluster import dask_client
+from geosr.errors import GeosrError, OptionError
+from geosr.pipeline.config import SceneConfig
 
 logger = logging.getLogger(__name__)
 
@@ -63,18 +69,12 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
     geosr batch items.json --output-dir out/ --scale 4 --cluster-workers 4
     geosr batch scenes.jsonl --scheduler tcp://scheduler:8786 --resume
     """
-    from geosr.batch import read_manifest, run_batch, state_dir_for
-    from geosr.cli.common import configure_logging, wants_gpu
-    from geosr.cluster import dask_client
-    from geosr.errors import GeosrError, OptionError
-    from geosr.pipeline.config import SceneConfig
 
     configure_logging(kw["verbose"], kw["quiet"])
     mode = kw["progress_mode"]
     stderr = sys.stderr
     rep: Any = None
     if mode == "json":
-        from geosr.cli.progress import JsonProgress
 
         rep = JsonProgress(stderr)
     try:
@@ -103,7 +103,6 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
         def progress_factory(scene: Any, index: int) -> Any:
             if rep is None:
                 return None
-            from geosr.cli.progress import JsonProgress
 
             return JsonProgress(stderr, span=(100.0 * index / n, 100.0 * (index + 1) / n),
                                 extra={"scene": scene.id})

@@ -10,9 +10,14 @@ from typing import Any
 
 import click
 
-from geosr.cli.common import configure_logging
-from geosr.cli.eval import method_options
+from geosr.cli.common import configure_logging, method_options
 from geosr.cli.options import evaluation_options, overlap_opt, tile_size_opt, workers_opt
+from geosr.errors import GeosrError
+from geosr.evaluation import bench
+from geosr.evaluation.evaluate import center_crop, load_pairs
+from geosr.evaluation.report import write_report
+from geosr.models.api import check_scale
+from geosr.pipeline.config import TilingConfig
 
 _TIF = (".tif", ".tiff")
 
@@ -80,9 +85,6 @@ def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, set
     valid. Prints a table; --json, --plot and --report keep the results.
     """
     configure_logging(verbose, quiet)
-    from geosr.errors import GeosrError
-    from geosr.evaluation import bench
-    from geosr.models.api import check_scale
 
     scene = data.is_file() and data.suffix.lower() in _TIF
     if scene and guide is None:
@@ -109,7 +111,6 @@ def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, set
         common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
         opts = method_options(names, common, sets)
         if scene:
-            from geosr.pipeline.config import TilingConfig
 
             mode_list = bench.check_modes(modes or "tile")
             tiling = TilingConfig(tile_size=tile_size, overlap=overlap, workers=workers)
@@ -121,7 +122,6 @@ def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, set
                 if m != "tile":
                     bench.scene_config(m, scene_opts)
         else:
-            from geosr.evaluation.evaluate import center_crop, load_pairs
 
             pairs = load_pairs(data, guide)
             if limit:
@@ -174,7 +174,6 @@ def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, set
         if not quiet:
             click.echo(f"wrote plot {plot_path}", err=True)
     if report_dir is not None:
-        from geosr.evaluation.report import write_report
 
         page = write_report(
             report_dir, None if scene else result, outputs, bench=result["records"],

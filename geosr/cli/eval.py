@@ -9,36 +9,13 @@ from typing import Any
 
 import click
 
-from geosr.cli.common import configure_logging
+from geosr.cli.common import configure_logging, method_options
 from geosr.cli.options import evaluation_options
-
-
-def _parse_value(text: str) -> Any:
-    for conv in (int, float):
-        try:
-            return conv(text)
-        except ValueError:
-            pass
-    return {"none": None, "true": True, "false": False}.get(text.lower(), text)
-
-
-def method_options(
-    names: list[str], common: dict[str, Any], sets: tuple[str, ...]
-) -> dict[str, dict[str, Any]]:
-    """Options per method: ``common`` ones where the method accepts them, plus ``--set``."""
-    from geosr.pipeline.config import method_options_for
-
-    given = {k: v for k, v in common.items() if v is not None}
-    out: dict[str, dict[str, Any]] = {name: method_options_for(name, given) for name in names}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        meth, dot, opt = key.partition(".")
-        if not sep or not dot or meth not in out:
-            raise click.BadParameter(
-                f"{item!r}: expected METHOD.OPTION=VALUE with METHOD one of {names}, "
-                "e.g. --set mmsr.n=7", param_hint="--set")
-        out[meth][opt] = _parse_value(value)
-    return out
+from geosr.errors import GeosrError
+from geosr.evaluation.evaluate import center_crop, evaluate, format_table, load_pairs
+from geosr.evaluation.misalign import Misalignment
+from geosr.evaluation.report import write_report
+from geosr.models.api import check_scale
 
 
 @click.command("eval")
@@ -75,9 +52,6 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
     bicubic, seconds and peak memory per pair and on average.
     """
     configure_logging(verbose, quiet)
-    from geosr.errors import GeosrError
-    from geosr.evaluation.evaluate import evaluate, format_table, load_pairs
-    from geosr.models.api import check_scale
 
     try:
         check_scale(scale)
@@ -85,7 +59,6 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
         common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
         opts = method_options(names, common, sets)
         pairs = load_pairs(data, guide)
-        from geosr.evaluation.misalign import Misalignment
 
         mis = Misalignment.parse(misalign_spec) if misalign_spec is not None else None
     except GeosrError as exc:
@@ -96,7 +69,6 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
     if limit:
         pairs = pairs[:limit]
     if crop:
-        from geosr.evaluation.evaluate import center_crop
 
         pairs = [center_crop(p, crop) for p in pairs]
     steps = [int(s) for s in snapshots.split(",") if s.strip()]
@@ -122,7 +94,6 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
     result["data"] = str(data)
     result["crop"] = crop
     if report_dir is not None:
-        from geosr.evaluation.report import write_report
 
         outputs = result.pop("outputs")
         page = write_report(report_dir, {**result, "limit": limit}, outputs, note=report_note)

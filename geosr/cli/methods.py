@@ -7,12 +7,13 @@ import json
 
 import click
 
+from geosr.models import get_method_class, list_methods
+
 
 @click.command("methods")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def methods_cmd(as_json: bool) -> None:
     """List the registered methods and their options with defaults."""
-    from geosr.models import get_method_class, list_methods
 
     table = {}
     for name in list_methods():

@@ -6,6 +6,9 @@ import json
 
 import click
 
+from geosr.errors import InputError
+from geosr.pipeline.network import network_options, read_network
+
 
 @click.command("network")
 @click.argument("path", type=click.Path(dir_okay=False))
@@ -13,8 +16,6 @@ import click
 def network_cmd(path: str, as_json: bool) -> None:
     """Show what the network file PATH holds: method, options, scale, guide bands, and where
     and how it was fitted (a file written by --save-network, for --network)."""
-    from geosr.errors import InputError
-    from geosr.pipeline.network import network_options, read_network
 
     try:
         meta, state = read_network(path)

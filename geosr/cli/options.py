@@ -8,14 +8,15 @@ from typing import Any
 
 import click
 
+from geosr.errors import OptionError
+from geosr.models.api import check_scale
+
 F = Callable[..., Any]
 
 
 def _parse_scale(ctx: click.Context, param: click.Parameter, value: Any) -> int | None:
     if value is None:
         return None
-    from geosr.errors import OptionError
-    from geosr.models.api import check_scale
 
     try:
         num: Any = float(value) if any(c in str(value) for c in ".eE") else int(value)

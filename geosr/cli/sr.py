@@ -19,11 +19,16 @@ import click
 
 from geosr.cli.common import configure_logging, wants_gpu
 from geosr.cli.options import common_options, parse_option_value
+from geosr.cli.progress import JsonProgress
 from geosr.cluster import dask_client
 from geosr.errors import GeosrError, GridError, InputError, OptionError
+from geosr.evaluation.quicklook import check_quicklook_path, quicklook_for_run
+from geosr.models.api import super_resolve
 from geosr.pipeline.config import RunConfig, run_config
 from geosr.pipeline.plan import make_plan
 from geosr.pipeline.runner import run
+from geosr.raster.example import write_example
+from geosr.raster.io import check_output_path
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +40,6 @@ def _inputs(kw: dict[str, Any]) -> Iterator[tuple[str, str, int, str | None]]:
     if kw["example"]:
         if kw["lr"] or kw["guide"]:
             raise click.UsageError("--example replaces --lr and --guide; pass one or the other")
-        from geosr.raster.example import write_example
 
         scale = kw["scale"] or 4
         with tempfile.TemporaryDirectory(prefix="geosr-example-") as tmp:
@@ -61,7 +65,6 @@ def _score_example(output: str, lr: str, guide: str, reference: str, scale: int)
     import numpy as np
     import rasterio
 
-    from geosr.models.api import super_resolve
 
     with rasterio.open(output) as o, rasterio.open(reference) as r, rasterio.open(lr) as src:
         out, ref, low = o.read(1, masked=True), r.read(1), src.read(1, masked=True)
@@ -104,7 +107,6 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
     """(closer, tile callback, JsonProgress or None) for ``--progress``."""
     mode = kw.get("progress_mode", "auto")
     if mode == "json":
-        from geosr.cli.progress import JsonProgress
 
         rep = JsonProgress(sys.stderr)
         return None, rep.tiles, rep
@@ -210,7 +212,6 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
         with _inputs(kw) as (lr, guide, scale, reference):
             config = config_from_flags(kw, scale=scale, preset=preset, distributed=distributed)
             if kw["dry_run"]:
-                from geosr.raster.io import check_output_path
 
                 out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
                 plan = make_plan(lr, guide, config)
@@ -218,7 +219,6 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 click.echo(json.dumps(info, indent=2, default=str))
                 return None
             if kw.get("quicklook"):
-                from geosr.evaluation.quicklook import check_quicklook_path
 
                 check_quicklook_path(kw["quicklook"], overwrite=kw["overwrite"])
             with dask_client(
@@ -236,7 +236,6 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,
                                                     scale)
             if kw.get("quicklook"):
-                from geosr.evaluation.quicklook import quicklook_for_run
 
                 summary["quicklook"] = quicklook_for_run(
                     kw["quicklook"], lr, guide, summary["output"], preset=preset,

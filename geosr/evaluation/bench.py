@@ -41,6 +41,10 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, OptionError
+from geosr.evaluation.evaluate import PeakMemory, evaluate, metrics
+from geosr.evaluation.report import rmse_time_figure
+from geosr.models import get_method
+from geosr.models.api import check_scale
 from geosr.pipeline.config import (
     MODES,
     OutputConfig,
@@ -134,7 +138,6 @@ def bench_pairs(
     and megapixels the sums over pairs, its peak memory the largest. ``on_result`` gets
     every per-pair row as it is finished; ``keep_outputs`` as in ``evaluate``.
     """
-    from geosr.evaluation.evaluate import evaluate
 
     result = evaluate(pairs, {k: dict(v) for k, v in methods.items()}, scale,
                       on_result=on_result, keep_outputs=keep_outputs)
@@ -167,7 +170,6 @@ def pool_reference(
     import rasterio
     from affine import Affine
 
-    from geosr.models.api import check_scale
 
     scale = check_scale(scale)
     with rasterio.open(reference) as src:
@@ -220,7 +222,6 @@ def score_against_reference(
     import rasterio
     from rasterio.windows import Window
 
-    from geosr.evaluation.evaluate import metrics
 
     with rasterio.open(output) as o, rasterio.open(reference) as r:
         if o.crs != r.crs:
@@ -257,7 +258,6 @@ def scene_jobs(
     that runs in it (classical methods have nothing to fit once per scene). Unknown
     methods or options, and a mode that no given method runs in, raise an OptionError.
     """
-    from geosr.models import get_method
 
     for name, opts in methods.items():  # unknown methods/options fail before any work
         get_method(name, **opts)
@@ -312,8 +312,6 @@ def bench_scene(
     """
     import rasterio
 
-    from geosr.evaluation.evaluate import PeakMemory
-    from geosr.models.api import check_scale
 
     scale = check_scale(scale)
     modes = check_modes(modes)
@@ -410,7 +408,6 @@ def write_plot(path: str | os.PathLike[str], records: Sequence[Mapping[str, Any]
                title: str | None = None, dpi: int = 110) -> Path:
     """PNG of RMSE against seconds per output megapixel (log x): one point per record, one
     colour per method, one marker per mode (legend "mmsr (scene)" where modes differ)."""
-    from geosr.evaluation.report import rmse_time_figure
 
     p = Path(path)
     p.write_bytes(rmse_time_figure(records, "seconds_per_megapixel",

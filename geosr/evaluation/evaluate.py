@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError
+from geosr.evaluation.misalign import misalign
+from geosr.models import get_method
+from geosr.models.api import check_scale, run_band
+from geosr.normalize import BandStats, prepare_guide
 
 logger = logging.getLogger(__name__)
 
@@ -240,9 +244,6 @@ def evaluate(
     "guide", METHOD: prediction}}, all ``(row, col)`` except the guide) for reports; not
     JSON-serialisable, so drop it before ``json.dumps``.
     """
-    from geosr.models import get_method
-    from geosr.models.api import check_scale, run_band
-    from geosr.normalize import BandStats, prepare_guide
 
     scale = check_scale(scale)
     methods = {"bicubic": {}, **methods}
@@ -255,7 +256,6 @@ def evaluate(
         h, w = hr.shape
         guide = pair.guide[:, :h, :w]
         if misalignment is not None:
-            from geosr.evaluation.misalign import misalign
 
             # One seed per pair (stable across runs and methods), derived from the name.
             seed = misalign_seed + sum(map(ord, pair.name))

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError
+from geosr.errors import GeosrError, InputError
+from geosr.raster.io import gdal_env
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,6 @@ def read_decimated(
     from rasterio.windows import Window, from_bounds
     from rasterio.windows import transform as window_transform
 
-    from geosr.raster.io import gdal_env
 
     h, w = dst_shape
     left, top = dst_transform.c, dst_transform.f
@@ -238,7 +238,6 @@ def write_quicklook(
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from geosr.raster.io import gdal_env
 
     if kind not in KINDS:
         raise InputError(f"quicklook kind {kind!r}: use one of {', '.join(KINDS)}")
@@ -331,7 +330,6 @@ def quicklook_for_run(
     Raises :class:`GeosrError` saying that the output itself was written when only the
     quicklook failed.
     """
-    from geosr.errors import GeosrError
 
     kind = preset if preset in ("dem", "thermal") else "band"
     try:

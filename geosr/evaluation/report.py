@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError
+from geosr.evaluation.quicklook import _stretch
+from geosr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +77,6 @@ def _png(fig: Any, dpi: int) -> bytes:
 
 
 def _guide_rgb(guide: np.ndarray) -> np.ndarray:
-    from geosr.evaluation.quicklook import _stretch
 
     return _stretch(np.asarray(guide, np.float32)[:3])
 
@@ -336,7 +337,6 @@ def write_report(
         outputs = result.get("outputs")
     title = title or "geosr evaluation report"
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    from geosr.version import __version__
 
     body = [f"<h1>{html.escape(title)}</h1>",
             f'<p class="settings">geosr {html.escape(__version__)} · {html.escape(now)}</p>']

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, OptionError
+from geosr.models import get_method
 from geosr.normalize import BandStats, prepare_guide, prepare_lr
 
 
@@ -79,7 +80,6 @@ def super_resolve(
     the same guide. ``options`` go to the method (see ``geosr.get_method``). Returns a
     float32 array of shape ``(bands, scale*rows, scale*cols)`` in the units of ``lr``.
     """
-    from geosr.models import get_method
 
     progress = options.pop("progress", None)
     lr, guide, scale = validate_pair(lr, guide, scale)

@@ -11,71 +11,44 @@ from typing import Any
 
 import numpy as np
 
+from geosr.errors import OptionError
+from geosr.models.backproject import back_project
 from geosr.models.base import Method, MethodOptions
+from geosr.models.settings import LoopOptions, OptimConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class LearnedOptions(MethodOptions):
-    iterations: int = 1000
-    lr: float = 2e-3
-    seed: int | None = 0
-    device: str = "auto"
-    early_stop: int | None = None
-    #: bf16 autocast: auto = on CUDA and on CPUs with AVX512-BF16/AMX (there ~1.4-1.6x
-    #: faster, half the memory, same RMSE within run-to-run noise); on / off force it
-    bf16: str = "auto"
-    #: torch.compile the training steps (CPU, 160²: 26 % faster MMSR steps; minutes to
-    #: compile; needs a C++ compiler)
-    compile: bool = False
-    #: return the heap pages each CPU step frees to the system (glibc malloc_trim): keeps
-    #: a long run's resident peak near what one step needs; see OptimConfig.trim_memory
-    trim_memory: bool = True
-    #: output the mean prediction of the last fraction of the steps (see
-    #: OptimConfig.average_tail); 0 = the papers' last-step output
-    average_tail: float = 0.0
-    #: "step" (the papers' decay) or "cosine" (to 0 at the last step); see OptimConfig
-    lr_schedule: str = "step"
-    #: linear learning-rate ramp over the first steps of fits that start from fitted
-    #: weights: hybrid mode's per-tile fits and --network with --scene-iterations (see
-    #: OptimConfig.warmup; README, "Reusing a network on another scene"). Fits from
-    #: scratch never ramp. 0 = none
+class LearnedOptions(LoopOptions, MethodOptions):
+    """Options of every learned method: the loop's (:class:`LoopOptions`, declared once
+    there) and the two that act around the fit."""
+
+    #: fits that start from fitted weights ramp the rate up over 5 steps: hybrid mode's
+    #: per-tile fits and --network with --scene-iterations
+    #: (docs/benchmarks/modes.md#reusing-a-network-on-another-scene). Fits from scratch
+    #: never ramp. 0 = none
     warmup: int = 5
-    #: iterations of back-projection of the output onto the LR (geosr.pipeline.scene.back_project:
-    #: the output then average-pools back to the LR); 0 = the papers' output. Short fits
-    #: gain most (README, "Short fits, back-projected"); the pipeline's --back-project
-    #: does the same per tile
+    #: iterations of back-projection of the output onto the LR
+    #: (:func:`geosr.models.backproject.back_project`: the output then average-pools back
+    #: to the LR); 0 = the papers' output. Short fits gain most
+    #: (docs/benchmarks/modes.md#short-fits-back-projected); the pipeline's
+    #: --back-project does the same per tile
     back_project: int = 0
     #: steps of a pre-fit on the input's own coarser copy (the LR pooled by the scale,
-    #: the guide pooled to the LR grid, the LR as the answer: geosr.models.optimize.prefit)
-    #: before the cycle-loss fit; each costs ~1/scale² of a fit step. Fits that start
-    #: from given weights (hybrid mode, --network) skip it. 0 = none (the papers)
+    #: the guide pooled to the LR grid, the LR as the answer:
+    #: :func:`geosr.models.optimize.prefit`) before the cycle-loss fit; each costs
+    #: ~1/scale² of a fit step. Fits that start from given weights (hybrid mode,
+    #: --network) skip it. 0 = none (the papers)
     prefit: int = 0
 
     def __post_init__(self) -> None:
-        from geosr.errors import OptionError
-
+        super().__post_init__()
         if self.back_project < 0:
             raise OptionError(f"back_project must be >= 0 iterations, got {self.back_project}")
         if self.prefit < 0:
             raise OptionError(f"prefit must be >= 0 steps, got {self.prefit}")
-        self.optim_config()  # validates
 
-    def optim_config(self) -> Any:
-        from geosr.models.optimize import OptimConfig
-
-        return OptimConfig(
-            iterations=self.iterations,
-            lr=self.lr,
-            seed=self.seed,
-            device=self.device,
-            early_stop=self.early_stop,
-            bf16=self.bf16,
-            compile=self.compile,
-            trim_memory=self.trim_memory,
-            average_tail=self.average_tail,
-            lr_schedule=self.lr_schedule,
-            warmup=self.warmup,
-        )
+    def optim_config(self) -> OptimConfig:
+        return OptimConfig.of(self)
 
 
 class LearnedMethod(Method):
@@ -90,7 +63,6 @@ class LearnedMethod(Method):
         super().__init__(**options)
         for option in ("average_tail", "prefit"):
             if getattr(self.options, option) and not self.scene_modes:
-                from geosr.errors import OptionError
 
                 raise OptionError(
                     f"bad option for method {self.name!r}: {option} needs a method trained "
@@ -136,7 +108,6 @@ class LearnedMethod(Method):
                 snapshot_steps=snapshot_steps,
             )
         if self.options.back_project:
-            from geosr.models.backproject import back_project
 
             def bp(pred: np.ndarray) -> np.ndarray:
                 return back_project(pred, lr, mask, scale, self.options.back_project)

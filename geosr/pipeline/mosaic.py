@@ -11,6 +11,7 @@ import numpy as np
 from geosr.pipeline.config import OutputConfig
 from geosr.pipeline.plan import Plan
 from geosr.raster.grid import Window
+from geosr.raster.io import gdal_env, output_profile, provenance_tags
 from geosr.raster.tiling import axis_weight, blocks
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,6 @@ def write_mosaic(
     """Write the blended output block by block into a tiled float32 GeoTIFF at ``path``."""
     import rasterio
 
-    from geosr.raster.io import gdal_env, output_profile, provenance_tags
 
     co = dict(output.creation_options)
     profile = output_profile(

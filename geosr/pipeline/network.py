@@ -22,12 +22,15 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from geosr.errors import InputError
-
-if TYPE_CHECKING:
-    from geosr.pipeline.plan import Plan
+from geosr.models import get_method
+from geosr.models.base import MethodOptions
+from geosr.models.learned import LearnedOptions, load_state
+from geosr.pipeline.plan import Plan
+from geosr.raster.io import temp_path
+from geosr.version import __version__
 
 FORMAT = "geosr-network"
 VERSION = 1
@@ -35,8 +38,6 @@ VERSION = 1
 
 def _loop_option_names() -> set[str]:
     """Options of the optimisation loop: they do not change the network's shape."""
-    from geosr.models.base import MethodOptions
-    from geosr.models.learned import LearnedOptions
 
     return {f.name for f in dataclasses.fields(LearnedOptions)} - {
         f.name for f in dataclasses.fields(MethodOptions)}
@@ -59,7 +60,6 @@ def network_options(options: dict[str, Any]) -> dict[str, Any]:
 
 def method_options(plan: Plan) -> dict[str, Any]:
     """Every option of the plan's method, defaults included (as JSON would give them)."""
-    from geosr.models import get_method
 
     opts = dataclasses.asdict(get_method(plan.method, **plan.options).options)
     return json.loads(json.dumps(opts, default=str))
@@ -71,8 +71,6 @@ def save_network(
     """Write the scene network ``state`` of ``plan`` to ``path`` (atomically)."""
     import torch
 
-    from geosr.raster.io import temp_path
-    from geosr.version import __version__
 
     meta = {
         "geosr": __version__,
@@ -125,8 +123,6 @@ def load_network(path: str | os.PathLike[str], plan: Plan) -> bytes:
     """The weights of the network file at ``path``, checked against ``plan``: the same
     method, scale, guide band count and network options, and weights that fit the network
     the plan builds."""
-    from geosr.models import get_method
-    from geosr.models.learned import load_state
 
     meta, state = read_network(path)
     where = f"the network file {str(path)!r}"

@@ -21,6 +21,7 @@ from geosr.pipeline.config import RunConfig, SceneConfig, is_deterministic
 from geosr.raster.grid import OutputGrid, Window, guide_resolution_in, output_grid
 from geosr.raster.io import RasterInfo, raster_info
 from geosr.raster.tiling import TileLayout
+from geosr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,6 @@ class Plan:
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the tiles (for the tile store)."""
-        from geosr.version import __version__
 
         def stamp(p: str) -> list[Any]:
             st = os.stat(p)

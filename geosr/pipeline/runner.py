@@ -44,7 +44,10 @@ from geosr.pipeline.config import (
     StageCallback,
 )
 from geosr.pipeline.mosaic import write_mosaic
+from geosr.pipeline.network import load_network, save_network
 from geosr.pipeline.plan import Plan, make_plan
+from geosr.pipeline.scene import network_for_scene
+from geosr.pipeline.stac import item_path, write_item
 from geosr.pipeline.stats import compute_stats
 from geosr.pipeline.tiles import run_tiles
 from geosr.raster.io import check_output_path, remove_stale_temps, temp_path, to_cog
@@ -61,7 +64,6 @@ def scene_network(
     from the network file ``plan.scene.network`` (fitted further when
     ``plan.scene.iterations`` is given; ``init``: its weights, if already loaded), or
     fitted now; stored in the tile store."""
-    from geosr.pipeline.scene import network_for_scene
 
     key = "scene-model"
     if store.has(key):
@@ -97,7 +99,6 @@ def finished_output(lr: str, guide: str, out: Path, config: RunConfig,
                     clock: _Clock) -> dict[str, Any]:
     """A resumed run whose output exists: nothing to compute; the STAC item is written if
     a killed run stopped between the output and its item."""
-    from geosr.pipeline.stac import item_path, write_item
 
     logger.info("%s exists: the job is finished, nothing to resume", out)
     if not config.output.keep_tiles:
@@ -123,7 +124,6 @@ def prepare(lr: str, guide: str, out_path: str | os.PathLike[str],
     plan = make_plan(lr, guide, config)
     init = None
     if plan.scene.network is not None:
-        from geosr.pipeline.network import load_network
 
         init = load_network(plan.scene.network, plan)
     return out, plan, init
@@ -136,7 +136,6 @@ def fit_scene_network(plan: Plan, store: TileStore, config: RunConfig, init: byt
     written when ``config.save_network`` asks for it)."""
     plan, summary = scene_network(plan, store, progress=progress, init=init)
     if config.save_network is not None:
-        from geosr.pipeline.network import save_network
 
         assert plan.scene_state is not None
         save_network(config.save_network, plan, plan.scene_state, summary)
@@ -233,7 +232,6 @@ def run(
         store.remove()
     stac_path = None
     if config.stac:
-        from geosr.pipeline.stac import write_item
 
         stac_path = str(write_item(plan, out, cog=output.cog))
     timings = dict(clock.seconds, total=clock.total())

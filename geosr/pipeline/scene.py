@@ -24,29 +24,29 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from geosr.errors import OptionError
+from geosr.models import get_method
+from geosr.normalize import prepare_guide, prepare_lr
 from geosr.pipeline.config import SceneConfig, check_mode
+from geosr.pipeline.network import load_network
+from geosr.pipeline.plan import Plan
+from geosr.pipeline.sources import read_tile_inputs
 from geosr.raster.grid import Window
-
-if TYPE_CHECKING:
-    from geosr.pipeline.plan import Plan
 
 logger = logging.getLogger(__name__)
 
 def _read(plan: Plan, win: Window) -> tuple[np.ndarray, np.ndarray]:
     """LR (1, h, w) and guide-on-output-grid (C, s*h, s*w) of a grid-relative LR window."""
-    from geosr.pipeline.sources import read_tile_inputs
 
     return read_tile_inputs(plan, win)
 
 
 def sample_crops(plan: Plan, cfg: SceneConfig, seed: int | None) -> list[tuple[Any, ...]]:
     """Read ``cfg.pool`` random crops (normalised ``(lr, guide, mask)``) of the scene."""
-    from geosr.normalize import prepare_guide, prepare_lr
 
     assert plan.lr_stats is not None and plan.guide_stats is not None
     h, w = plan.grid.lr_window.height, plan.grid.lr_window.width
@@ -80,7 +80,6 @@ def fit_scene(
 ) -> tuple[Plan, dict[str, Any]]:
     """Fit the scene network (from ``init_state`` when given, e.g. a network file's
     weights); returns the plan carrying its weights, and a summary."""
-    from geosr.models import get_method
 
     check_mode(plan.method, cfg.mode)
     method = get_method(plan.method, **plan.options)
@@ -116,7 +115,6 @@ def network_for_scene(
     ``plan.scene.iterations`` is given; ``init``: its weights, if the caller has loaded
     and checked them already) or fitted now; and a summary."""
     if init is None and plan.scene.network is not None:
-        from geosr.pipeline.network import load_network
 
         init = load_network(plan.scene.network, plan)
     if init is not None and plan.scene.iterations is None:

@@ -11,6 +11,7 @@ import numpy as np
 
 from geosr.pipeline.plan import Plan
 from geosr.raster.grid import Window
+from geosr.raster.io import guide_vrt, read_guide, read_lr
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ class FileSource:
     def read_lr(
         self, plan: Plan, window: Window, out_shape: tuple[int, int] | None = None
     ) -> np.ndarray:
-        from geosr.raster.io import read_lr
 
         return read_lr(plan.lr.path, plan.lr_band, window, nodata=plan.lr_nodata,
                        out_shape=out_shape)
@@ -38,7 +38,6 @@ class FileSource:
     def guide_reader(
         self, plan: Plan, target: Any, resampling: str
     ) -> Iterator[Callable[[Window], np.ndarray]]:
-        from geosr.raster.io import guide_vrt, read_guide
 
         with guide_vrt(plan.guide, target, resampling) as (vrt, mask_band):
             yield lambda w: read_guide(vrt, mask_band, plan.guide_bands, w)

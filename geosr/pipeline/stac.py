@@ -20,10 +20,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # pragma: no cover
-    from geosr.pipeline.plan import Plan
+from geosr.pipeline.plan import Plan
+from geosr.version import __version__
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -89,7 +89,6 @@ def make_item(
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
-    from geosr.version import __version__
 
     out = Path(output)
     geom, bbox, native = _footprint(plan)

@@ -13,12 +13,14 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import OptionError
+from geosr.models import get_method
 from geosr.models.backproject import back_project
 from geosr.models.device import torch_threads
 from geosr.normalize import prepare_guide, prepare_lr
 from geosr.pipeline.config import ProgressCallback, is_deterministic
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import read_tile_guide, read_tile_lr
+from geosr.raster.store import TileStore
 from geosr.raster.tiling import Tile
 
 logger = logging.getLogger(__name__)
@@ -33,7 +35,6 @@ def predict_normalised(
 ) -> np.ndarray:
     """The method on one tile's normalised inputs, as the plan's mode says: a fresh fit
     (tile), the scene network (scene) or a short fit from it (hybrid)."""
-    from geosr.models import get_method
 
     mode = plan.scene.mode
     if mode == "tile":
@@ -98,7 +99,6 @@ def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
 
 def run_tile(plan: Plan, tile: Tile, store_dir: str) -> str:
     """Predict one tile and write it to the store; returns done/skipped/reused."""
-    from geosr.raster.store import TileStore
 
     store = TileStore(store_dir)
     if store.has(tile.key):

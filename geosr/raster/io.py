@@ -22,6 +22,7 @@ import numpy as np
 
 from geosr.errors import InputError, RasterIOError
 from geosr.raster.grid import OutputGrid, RasterGeometry, Window
+from geosr.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -282,7 +283,6 @@ def provenance_tags(
     guide_bands: Sequence[int],
 ) -> dict[str, str]:
     """Dataset tags recording how the output was made."""
-    from geosr.version import __version__
 
     return {
         "GEOSR_VERSION": __version__,

@@ -13,6 +13,12 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from geosr.models.device import torch_threads
+from geosr.pipeline.config import is_deterministic
+from geosr.pipeline.mosaic import mosaic_block
+from geosr.pipeline.scene import network_for_scene
+from geosr.pipeline.stats import Moments, stats_reads, with_stats
+from geosr.pipeline.tiles import LEARNED_LOCK, predict_tile
 from geosr.raster.grid import (
     OutputGrid,
     RasterGeometry,
@@ -20,6 +26,7 @@ from geosr.raster.grid import (
     guide_bounds_in,
     guide_resolution_in,
 )
+from geosr.raster.tiling import blocks
 from geosr.xr.inputs import ArraySource, DataArrayInput, is_dask
 
 #: Kernel radius (source pixels) of GDAL's resampling methods, for the guide margin.
@@ -137,7 +144,6 @@ class _WholeSource:
 
 
 def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None) -> list[Any]:
-    from geosr.pipeline.stats import Moments, stats_reads
 
     win, shape = stats_reads(plan).lr[i]
     src = ArraySource(lr=inputs.lr_piece(win), lr_origin=(win.row0, win.col0),
@@ -147,7 +153,6 @@ def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None) -> 
 
 def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
                    geometry: RasterGeometry, nodata: float | None) -> list[Any]:
-    from geosr.pipeline.stats import Moments, stats_reads
 
     reads = stats_reads(plan)
     # a read of a big scene's decimated guide covers a large full-resolution piece: it is
@@ -160,7 +165,6 @@ def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
 
 
 def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]) -> Any:
-    from geosr.pipeline.stats import Moments, with_stats
 
     lr_m, g_m = Moments(1), Moments(len(plan.guide_bands))
     for p in lr_parts:
@@ -173,9 +177,6 @@ def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]
 def _scene_task(plan: Any, *, source: _WholeSource) -> Any:
     """The plan (with statistics) carrying its scene network, fitted on random crops read
     through ``source`` (as :func:`geosr.pipeline.scene_network` does from the files)."""
-    from geosr.models.device import torch_threads
-    from geosr.pipeline.scene import network_for_scene
-    from geosr.pipeline.tiles import LEARNED_LOCK
 
     with LEARNED_LOCK, torch_threads(plan.torch_threads):
         fitted, _ = network_for_scene(dataclasses.replace(plan, source=source))
@@ -183,9 +184,6 @@ def _scene_task(plan: Any, *, source: _WholeSource) -> Any:
 
 
 def _predict(plan: Any, tile: Any, source: ArraySource) -> np.ndarray | None:
-    from geosr.models.device import torch_threads
-    from geosr.pipeline.config import is_deterministic
-    from geosr.pipeline.tiles import LEARNED_LOCK, predict_tile
 
     plan = dataclasses.replace(plan, source=source)
     if is_deterministic(plan.method):
@@ -213,7 +211,6 @@ class _Tiles(dict):  # type: ignore[type-arg]
 
 def _mosaic_task(plan: Any, tiles: Sequence[Any], *, block: Window,
                  keys: Sequence[str]) -> np.ndarray:
-    from geosr.pipeline.mosaic import mosaic_block
 
     return mosaic_block(plan, _Tiles(zip(keys, tiles, strict=True)), block)
 
@@ -231,9 +228,6 @@ def build_graph(plan: Any, lr: DataArrayInput, guide: DataArrayInput, block_px: 
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    from geosr.pipeline.config import is_deterministic
-    from geosr.pipeline.stats import stats_reads
-    from geosr.raster.tiling import blocks
 
     repeatable = is_deterministic(plan.method) or plan.options.get("seed") is not None
     if (lr.lazy or guide.lazy) and repeatable:  # same call, same keys (dask shares them)

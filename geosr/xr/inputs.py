@@ -15,7 +15,7 @@ from geosr.raster.grid import (
     RasterGeometry,
     Window,
 )
-from geosr.raster.io import RasterInfo, _invalid
+from geosr.raster.io import RasterInfo, _invalid, gdal_env, guide_vrt, read_guide
 
 
 # -- source --------------------------------------------------------------------------------
@@ -66,7 +66,6 @@ class ArraySource:
         ``WarpedVRT`` as the files (:func:`geosr.raster.io.guide_vrt`)."""
         from rasterio.io import MemoryFile
 
-        from geosr.raster.io import gdal_env, guide_vrt, read_guide
 
         nb = len(plan.guide_bands)
         g = self.guide

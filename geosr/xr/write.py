@@ -6,6 +6,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from geosr.models import get_method_class
+from geosr.pipeline.config import TilingConfig
+from geosr.raster.io import gdal_env
 from geosr.xr.schedule import compute_by_rows
 
 
@@ -21,8 +24,6 @@ def _block_side(chunks: Sequence[int]) -> int:
 
 def _default_workers(hr: Any) -> int | None:
     """The pipeline's default number of tiles at once for the method of ``hr``, if known."""
-    from geosr.models import get_method_class
-    from geosr.pipeline.config import TilingConfig
 
     method = hr.attrs.get("GEOSR_METHOD")
     try:
@@ -57,7 +58,6 @@ def to_raster(
 
     import dask
 
-    from geosr.raster.io import gdal_env
 
     lazy = dask.is_dask_collection(hr.data)
     kwargs.setdefault("tiled", True)
