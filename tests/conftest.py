@@ -1,25 +1,16 @@
-"""Shared fixtures: tiny seeded arrays; the path to ../shared/data when present."""
+"""Shared fixtures: tiny seeded arrays, a tiny georeferenced scene, the path to
+../shared/data when present."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from affine import Affine
 
-_CANDIDATES = [
-    os.environ.get("GEOSR_SHARED_DATA", ""),
-    str(Path(__file__).resolve().parents[2] / "shared" / "data"),
-    "/work/shared/data",
-]
-
-
-def shared_data_dir() -> Path | None:
-    for c in _CANDIDATES:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
+from tests.geodata import LR_PIXEL, ORIGIN, SCALE, scene_arrays, shared_data_dir, write_raster
 
 
 @pytest.fixture
@@ -46,3 +37,24 @@ def tiny_pair(rng):
     ).astype(np.float32)
     lr = hr.reshape(8, scale, 10, scale).mean(axis=(1, 3))[None]
     return lr.astype(np.float32), guide.astype(np.float32), scale
+
+@pytest.fixture
+def scene(tmp_path: Path) -> dict[str, Any]:
+    """LR 36x40 at 4 m (nodata -9999, one nodata patch) and an RGB guide at 1 m, UTM 33N."""
+    lr, rgb = scene_arrays()
+    lr[3:7, 30:36] = -9999.0
+    lr_t = Affine(LR_PIXEL, 0, ORIGIN[0], 0, -LR_PIXEL, ORIGIN[1])
+    g_t = Affine(LR_PIXEL / SCALE, 0, ORIGIN[0], 0, -LR_PIXEL / SCALE, ORIGIN[1])
+    lr_path = write_raster(tmp_path / "lr.tif", lr, lr_t, nodata=-9999.0)
+    guide_path = write_raster(tmp_path / "guide.tif", rgb, g_t)
+    lr_nan = np.where(lr == -9999.0, np.nan, lr).astype(np.float32)
+    return {
+        "lr": lr_path,
+        "guide": guide_path,
+        "lr_array": lr_nan,
+        "guide_array": rgb.astype(np.float32),
+        "lr_transform": lr_t,
+        "guide_transform": g_t,
+        "scale": SCALE,
+        "dir": tmp_path,
+    }

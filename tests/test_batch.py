@@ -14,8 +14,7 @@ from click.testing import CliRunner
 
 from geosr.batch import read_manifest, run_batch
 from geosr.cli.main import cli
-
-from ._geo import CRS, LR_PIXEL, ORIGIN, SCALE, scene_arrays, write_raster
+from tests.geodata import CRS, LR_PIXEL, ORIGIN, SCALE, scene_arrays, write_raster
 
 
 def make_scene_files(folder: Path, name: str, seed: int, *, rows: int = 20, cols: int = 24,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from affine import Affine
 
-from ._geo import CRS, ORIGIN, write_raster
+from tests.geodata import CRS, ORIGIN, write_raster
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "benchmarks" / "scene_scale.py"
 

@@ -20,8 +20,6 @@ from geosr.models.optimize import OptimConfig, fit_samples, masked_cycle_loss
 from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
 from geosr.raster.store import TileStore
 
-from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
-
 FAST = {"iterations": 8, "preset": "dem", "width": 8}
 TILING = TilingConfig(tile_size=16, overlap=8)
 

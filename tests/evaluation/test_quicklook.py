@@ -13,8 +13,7 @@ from click.testing import CliRunner
 
 from geosr.cli.main import cli
 from geosr.evaluation.quicklook import read_decimated, write_quicklook
-
-from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
+from tests.geodata import write_raster
 
 pytest.importorskip("matplotlib")
 

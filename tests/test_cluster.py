@@ -12,8 +12,6 @@ from geosr.cli.main import cli
 from geosr.errors import OptionError
 from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
 
-from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
-
 MMSR = {"width": 8, "iterations": 5, "seed": 3, "device": "cpu"}
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "workflows" / "qgis" / "geosr_processing.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "workflows" / "qgis" / "geosr_processing.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 

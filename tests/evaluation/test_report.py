@@ -20,8 +20,7 @@ from click.testing import CliRunner
 from geosr.cli.main import cli
 from geosr.errors import InputError
 from geosr.evaluation.evaluate import Pair, evaluate, load_pairs
-
-from ._geo import shared_data_dir, write_raster
+from tests.geodata import shared_data_dir, write_raster
 
 pytest.importorskip("matplotlib")
 

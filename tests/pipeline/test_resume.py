@@ -18,8 +18,6 @@ from geosr import pipeline
 from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
 from geosr.raster.store import TileStore
 
-from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
-
 GEOSR = [sys.executable, "-c", "from geosr.cli.main import cli; cli()"]
 
 

@@ -12,8 +12,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from geosr.cli.main import cli
-
-from ._geo import scene_fixture, shared_data_dir, write_raster  # noqa: F401 (fixture "scene")
+from tests.geodata import shared_data_dir, write_raster
 
 
 def invoke(*args: Any) -> Any:

@@ -25,8 +25,7 @@ from geosr.errors import GeosrError, GridError, InputError, OptionError
 from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
 from geosr.xr.inputs import ArraySource
 from geosr.xr.write import to_raster
-
-from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
+from tests.geodata import write_raster
 
 TILING = TilingConfig(tile_size=12, overlap=3, mosaic_block=64)
 

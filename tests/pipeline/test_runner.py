@@ -15,8 +15,7 @@ from geosr.errors import InputError
 from geosr.normalize import BandStats
 from geosr.pipeline.config import OutputConfig, RunConfig, TilingConfig
 from geosr.raster.tiling import TileLayout
-
-from ._geo import scene_fixture, write_raster  # noqa: F401 (fixture "scene")
+from tests.geodata import write_raster
 
 
 def read(path: str | Path) -> tuple[np.ndarray, Any]:

@@ -17,8 +17,6 @@ from geosr.errors import InputError, OptionError
 from geosr.pipeline.config import OutputConfig, RunConfig, SceneConfig, TilingConfig
 from geosr.pipeline.network import read_network
 
-from ._geo import scene_fixture  # noqa: F401 (fixture "scene")
-
 FAST = {"iterations": 6, "preset": "dem", "width": 8}
 TILING = TilingConfig(tile_size=16, overlap=8)
 

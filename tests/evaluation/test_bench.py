@@ -14,8 +14,7 @@ from click.testing import CliRunner
 
 from geosr.cli.main import cli
 from geosr.evaluation import bench
-
-from ._geo import shared_data_dir, write_raster
+from tests.geodata import shared_data_dir, write_raster
 
 pytest.importorskip("matplotlib")
 
