@@ -175,5 +175,5 @@ def test_bench_scene__real_dsm_matches_the_pipeline_benchmark(tmp_path):
     m = d / "geo_mashhad_elevation1_pleiades"
     result = bench.bench_scene(m / "dsm_west_1m.tif", m / "ortho_rgb_west_0p5m.tif", {}, 4)
     (rec,) = result["records"]
-    # examples/benchmarks/pipeline_mashhad.json: bicubic 0.0556 m through geosr dem-sr
+    # benchmarks/pipeline/results/pipeline_mashhad.json: bicubic 0.0556 m through geosr dem-sr
     assert rec["rmse"] == pytest.approx(0.0556, abs=5e-4) and rec["valid_pixels"] == 500 * 320

@@ -214,7 +214,7 @@ def test_run__mmsr_seams(tmp_path: Path) -> None:
     seam/elsewhere ratios of 0.85 across columns and 1.59 across rows on this layout), so
     the ratio of the output is compared with that of the true surface: a seam that the
     blending smooths or sharpens moves it away from the truth's (measured with
-    examples/benchmarks/seam_blend.py: 0.98 and 0.94 of the truth's)."""
+    benchmarks/pipeline/seam_blend.py: 0.98 and 0.94 of the truth's)."""
     from geosr.raster.example import write_example
 
     p = write_example(tmp_path, size=64)
