@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr.cli.options import parse_option_value
-from geosr.evaluate import degrade
+from geosr.evaluation.evaluate import degrade
 from geosr.normalize import BandStats, prepare_guide, prepare_lr
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geosr.evaluate import load_pairs, metrics
+from geosr.evaluation.evaluate import load_pairs, metrics
 from geosr.models import get_method
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `benchmarks.*` imports

@@ -29,6 +29,8 @@ import rasterio
 from affine import Affine
 from rasterio.windows import Window
 
+from geosr.pipeline import RunConfig
+
 
 def hillshade(dem: np.ndarray, res: float, azimuth: float = 315.0, altitude: float = 45.0):
     """Classic Horn-free hillshade (numpy gradients) as uint8 1..255."""
@@ -101,11 +103,11 @@ def run_scored(lr: str, guide: str, out: Path, reference: np.ndarray, transform:
     output scored against ``reference`` (on the grid ``transform``): the record's common
     fields, and the run's summary."""
     from geosr import pipeline
-    from geosr.evaluate import PeakMemory
+    from geosr.evaluation.evaluate import PeakMemory
 
     t0 = time.perf_counter()
     with PeakMemory() as mem:
-        summary = pipeline.run(lr, guide, out, **run_kw)
+        summary = pipeline.run(lr, guide, out, RunConfig(**run_kw))
     wall = time.perf_counter() - t0
     with rasterio.open(out) as dst:
         pred = dst.read(1, masked=True).astype(np.float64).filled(np.nan)
@@ -133,8 +135,7 @@ def save(result: dict[str, Any], path: Path | None) -> None:
 
 
 def main() -> None:
-    from geosr.pipeline import OutputConfig, TilingConfig
-    from geosr.scene import SceneConfig
+    from geosr.pipeline import OutputConfig, SceneConfig, TilingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_input_args(ap)

@@ -58,8 +58,7 @@ def split(dem: Path, scale: int, west: float, work: Path) -> dict[str, dict[str,
 
 
 def main() -> None:
-    from geosr.pipeline import OutputConfig, TilingConfig
-    from geosr.scene import SceneConfig
+    from geosr.pipeline import OutputConfig, SceneConfig, TilingConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dem", type=Path, required=True, help="HR DSM GeoTIFF (the reference)")

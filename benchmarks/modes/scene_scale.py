@@ -44,6 +44,8 @@ from typing import Any
 
 import numpy as np
 
+from geosr.pipeline import RunConfig
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `benchmarks.*` imports
 from benchmarks.modes.modes import add_input_args, prepare, run_scored, save, score  # noqa: E402
 
@@ -51,9 +53,15 @@ from benchmarks.modes.modes import add_input_args, prepare, run_scored, save, sc
 def main() -> None:
     import rasterio
 
-    from geosr.netfile import load_network
-    from geosr.pipeline import OutputConfig, TilingConfig, compute_stats, make_plan, predict_tile
-    from geosr.scene import SceneConfig
+    from geosr.pipeline import (
+        OutputConfig,
+        SceneConfig,
+        TilingConfig,
+        compute_stats,
+        make_plan,
+        predict_tile,
+    )
+    from geosr.pipeline.network import load_network
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_input_args(ap)
@@ -85,9 +93,7 @@ def main() -> None:
     tiling = TilingConfig(tile_size=args.tile_size)
     scene_cfg = SceneConfig(mode="scene", iterations=args.scene_iterations, crop=args.scene_crop,
                             back_project=args.back_project)
-    plan = compute_stats(make_plan(data["lr"], data["guide"], scale=s, method=args.method,
-                                   method_options=opts, guide_bands=data["guide_bands"],
-                                   tiling=tiling))
+    plan = compute_stats(make_plan(data["lr"], data["guide"], RunConfig(scale=s, method=args.method, method_options=opts, guide_bands=data["guide_bands"], tiling=tiling)))
     tiles = list(plan.layout)
     rng = np.random.default_rng(args.seed)
     pick = sorted(rng.choice(len(tiles), size=min(args.tile_sample, len(tiles)),
@@ -151,7 +157,7 @@ def main() -> None:
     network = work / "scene-network.pt"
     scene_fit_s = 0.0
     if network.exists():  # a rerun in the same --workdir: reuse the fit, take its time
-        from geosr.netfile import read_network
+        from geosr.pipeline.network import read_network
 
         fit = read_network(network)[0]["fitted_on"]["fit"]
         scene_fit_s = float(fit["seconds"]) + float(fit.get("read_seconds", 0.0))

@@ -5,7 +5,7 @@ protocol runs 1000. A short fit has not yet satisfied its own cycle loss, so its
 prediction does not average-pool back to the LR. This fits each pair once for
 ``--iterations`` steps, keeps the predictions at ``--snapshots`` (single-step) and at the
 end (the default output, the mean over the last ``average_tail`` of the steps), and
-scores each as it is and after ``--back-project`` rounds of ``geosr.scene.back_project``
+scores each as it is and after ``--back-project`` rounds of ``geosr.pipeline.scene.back_project``
 (the same correction scene and hybrid modes apply). Example::
 
     OMP_NUM_THREADS=2 python benchmarks/modes/short_fits.py ../shared/data/mmsr_samples \\
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geosr.evaluate import load_pairs, metrics
+from geosr.evaluation.evaluate import load_pairs, metrics
 from geosr.models import get_method
-from geosr.scene import back_project
+from geosr.models.backproject import back_project
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `benchmarks.*` imports
 from benchmarks.common.pairs import emit, method_options, prepared  # noqa: E402

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from geosr.evaluate import load_pairs, metrics
+from geosr.evaluation.evaluate import load_pairs, metrics
 from geosr.models import get_method
 from geosr.models.learned import dump_state
-from geosr.optimize import fit, seeded
+from geosr.models.optimize import fit, seeded
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `benchmarks.*` imports
 from benchmarks.common.pairs import emit, method_options, prepared  # noqa: E402

@@ -1,6 +1,6 @@
 """Batch throughput: scenes per hour of ``geosr batch`` over 20 small scenes, 1 vs 2 workers.
 
-Writes 20 generated example scenes (``geosr.example.write_example``, LR ``--size`` px a
+Writes 20 generated example scenes (``geosr.raster.example.write_example``, LR ``--size`` px a
 side at 2 m, RGB guide at 0.5 m, scale 4, a different seed each) and a CSV manifest, then
 runs ``geosr batch --jobs N`` in a subprocess for each N (``--jobs`` = scenes at once, each
 in its own spawned process) and prints JSON: wall-clock seconds of the whole command
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from geosr import __version__
-from geosr.example import write_example
+from geosr.raster.example import write_example
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """Real-data check of the georeferenced pipeline on the Mashhad Elevation1/Pléiades pair.
 
-A thin caller of :func:`geosr.bench.bench_scene` (what ``geosr bench DSM --guide ORTHO``
+A thin caller of :func:`geosr.evaluation.bench.bench_scene` (what ``geosr bench DSM --guide ORTHO``
 runs): the 1 m DSM (``dsm_west_1m.tif``, EPSG:32640) is degraded x4 by 4x4 average pooling
 into a 4 m LR GeoTIFF with the same origin, the pipeline (``geosr dem-sr``: tiles, mosaic,
 COG; preset ``dem``) super-resolves it back to 1 m with the 0.5 m orthophoto as guide, and
@@ -24,7 +24,7 @@ import json
 import sys
 from pathlib import Path
 
-from geosr.bench import bench_scene
+from geosr.evaluation.bench import bench_scene
 from geosr.pipeline import TilingConfig, method_options_for
 
 SCALE = 4

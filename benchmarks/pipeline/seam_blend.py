@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from geosr.pipeline import RunConfig
+
 
 def seam_ratio(a: np.ndarray, layout: Any, scale: int) -> list[float]:
     """(on - off) / off of the mean gradient magnitude, along columns and along rows."""
@@ -46,11 +48,10 @@ def seam_ratio(a: np.ndarray, layout: Any, scale: int) -> list[float]:
 
 def main() -> None:
     from geosr import pipeline
-    from geosr.example import write_example
-    from geosr.pipeline import OutputConfig, TilingConfig
-    from geosr.scene import SceneConfig
-    from geosr.store import TileStore, store_path
-    from geosr.tiling import blocks
+    from geosr.pipeline import OutputConfig, SceneConfig, TilingConfig
+    from geosr.raster.example import write_example
+    from geosr.raster.store import TileStore, store_path
+    from geosr.raster.tiling import blocks
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=64, help="example LR size (px)")
@@ -69,10 +70,9 @@ def main() -> None:
     with rasterio.open(p["reference"]) as src:
         ref = src.read(1).astype(np.float64)
     tiling = TilingConfig(tile_size=args.tile_size, overlap=args.overlap)
-    layout = pipeline.make_plan(p["lr"], p["guide"], scale=4, method="mmsr",
-                                tiling=tiling).layout
+    layout = pipeline.make_plan(p["lr"], p["guide"], RunConfig(scale=4, method="mmsr", tiling=tiling)).layout
     bic = work / "bicubic.tif"
-    pipeline.run(p["lr"], p["guide"], bic, scale=4, method="bicubic", tiling=tiling)
+    pipeline.run(p["lr"], p["guide"], bic, RunConfig(scale=4, method="bicubic", tiling=tiling))
     with rasterio.open(bic) as src:
         baseline = {"reference": seam_ratio(ref, layout, 4),
                     "bicubic": seam_ratio(src.read(1).astype(np.float64), layout, 4)}
@@ -87,11 +87,8 @@ def main() -> None:
         return
     opts = {"iterations": args.iterations, "preset": "dem"}
     out = work / "mmsr.tif"
-    summary = pipeline.run(p["lr"], p["guide"], out, scale=4, method="mmsr",
-                           method_options=opts, tiling=tiling,
-                           output=OutputConfig(keep_tiles=True))
-    plan = pipeline.make_plan(p["lr"], p["guide"], scale=4, method="mmsr",
-                              method_options=opts, tiling=tiling)
+    summary = pipeline.run(p["lr"], p["guide"], out, RunConfig(scale=4, method="mmsr", method_options=opts, tiling=tiling, output=OutputConfig(keep_tiles=True)))
+    plan = pipeline.make_plan(p["lr"], p["guide"], RunConfig(scale=4, method="mmsr", method_options=opts, tiling=tiling))
     store = TileStore(store_path(out))
     g = plan.grid
     rows = []
@@ -115,9 +112,7 @@ def main() -> None:
     }
     if args.scene_iterations:
         sout = work / "scene.tif"
-        s = pipeline.run(p["lr"], p["guide"], sout, scale=4, method="mmsr",
-                         method_options={**opts, "iterations": args.scene_iterations},
-                         tiling=tiling, scene=SceneConfig(mode="scene"))
+        s = pipeline.run(p["lr"], p["guide"], sout, RunConfig(scale=4, method="mmsr", method_options={**opts, "iterations": args.scene_iterations}, tiling=tiling, scene=SceneConfig(mode="scene")))
         with rasterio.open(sout) as src:
             a = src.read(1, masked=True).filled(np.nan).astype(np.float64)
         result["scene_mode"] = {

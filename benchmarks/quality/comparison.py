@@ -65,7 +65,7 @@ def learned_budgets(methods: list[str], budget: float) -> dict[str, int]:
 
 
 def pair_names(data: Path, guide: Path | None, limit: int) -> list[str]:
-    from geosr.evaluate import load_pairs
+    from geosr.evaluation.evaluate import load_pairs
 
     names = [p.name for p in load_pairs(data, guide)]
     return names[:limit] if limit else names

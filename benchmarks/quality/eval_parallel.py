@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geosr.evaluate import load_pairs
+from geosr.evaluation.evaluate import load_pairs
 
 
 def own_options(extra: list[str], method: str) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import geosr
-from geosr.evaluate import degrade, load_pairs, metrics
+from geosr.evaluation.evaluate import degrade, load_pairs, metrics
 from geosr.models import get_method
 from geosr.normalize import BandStats, prepare_guide, prepare_lr
 

@@ -14,7 +14,7 @@ only the filter-based ones it was measured on at length, without changing its re
 128² centre crop of the first Middlebury pair, ×4, each method at a short budget (not
 converged: compare the two precisions, not the methods).
 
-bf16 is fast only on a CPU with AVX512-BF16 or AMX (``geosr.optimize.cpu_has_bf16``, where
+bf16 is fast only on a CPU with AVX512-BF16 or AMX (``geosr.models.optimize.cpu_has_bf16``, where
 ``bf16=auto`` turns it on); elsewhere the CPU emulates it.
 """
 
@@ -34,8 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root: `benchmarks.*` imports
 import geosr
 from benchmarks.common.pairs import emit  # noqa: E402
-from geosr.evaluate import center_crop, degrade, load_pairs, metrics
-from geosr.optimize import cpu_has_bf16
+from geosr.evaluation.evaluate import center_crop, degrade, load_pairs, metrics
+from geosr.models.optimize import cpu_has_bf16
 
 #: steps per method in ``methods``
 BUDGET = {"p2p": 3000, "cmsr": 150, "mmsr": 100, "robself-re": 100, "robself-de": 100}

@@ -35,14 +35,14 @@ import time
 import numpy as np
 import torch
 
-from geosr.evaluate import PeakMemory
+from geosr.evaluation.evaluate import PeakMemory
 from geosr.models import get_method
-from geosr.optimize import (
+from geosr.models.optimize import (
     OptimConfig,
     _outputs,
-    _tidier,
     _total_loss,
     resolve_device,
+    tidier,
     uses_bf16,
 )
 
@@ -95,7 +95,7 @@ def time_steps(
     cl, compiled = "cl" in flags, "compile" in flags
     # +trim: the fit loop's malloc_trim after the forward pass and after the update
     # (OptimConfig.trim_memory, on by default on CPU); the bare step has none
-    trim = _tidier(OptimConfig(trim_memory="trim" in flags), device)
+    trim = tidier(OptimConfig(trim_memory="trim" in flags), device)
     bf16 = True if "bf16" in flags else False if "fp32" in flags else bf16
     net = build(base, scale, preset).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)

@@ -161,8 +161,8 @@ prefit_opt = click.option(
     "--prefit", type=click.IntRange(min=0), default=None, metavar="N",
     help="Learned methods fitted per tile: first fit N steps on the tile's own coarser copy "
     "(the LR pooled by the scale, the LR as the answer), each ~1/scale^2 of a step. Short "
-    "fits gain most: e.g. --prefit 300 --iterations 95 (README, 'Pre-fitting on the "
-    "input's coarser copy'). Default 0: off, the papers' start.",
+    "fits gain most: e.g. --prefit 300 --iterations 95 (docs/benchmarks/modes.md, "
+    "'Pre-fitting on the input's coarser copy'). Default 0: off, the papers' start.",
 )
 network_opt = click.option(
     "--network", type=click.Path(dir_okay=False), default=None, metavar="PATH.pt",

@@ -15,8 +15,8 @@ def back_project(
     added, ``iterations`` times; invalid LR pixels contribute no residual. A tile fit
     enforces this consistency through its loss; a network applied to tiles it was not
     fitted on (scene mode) does not, and its errors are largest at low frequencies, which
-    this removes. On the San Diego DEM it halved the scene network's RMSE (README,
-    "Modes"). The correction is a smooth field that depends only on the LR residual, so
+    this removes. On the Mashhad DSM it halved the scene network's RMSE
+    (docs/benchmarks/modes.md#the-mashhad-dsm). The correction is a smooth field that depends only on the LR residual, so
     detail of the prediction that pools to zero is kept as it is.
     """
     import torch

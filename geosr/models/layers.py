@@ -148,13 +148,13 @@ def _local_attention_autograd(q, k, v, size: int, block: int) -> torch.Tensor:
 #: about five buffers of this size. Small chunks keep the step's peak low and, as
 #: importantly, fit into the holes that freed feature maps leave in the heap (glibc does not
 #: return those to the system), so the resident peak does not creep up over a long run.
-#: (examples/benchmarks/run_memory.py measures whole runs; step_time.py the step.)
+#: (benchmarks/speed_and_memory/run_memory.py measures whole runs; step_time.py the step.)
 _CHUNK_BYTES = 8 * 2**20
 #: upper bound on the blocks of one chunk (tests lower it to force several chunks)
 _CHUNK_BLOCKS = 512
 #: the same two limits on CUDA. The caching allocator has no glibc holes to fit into, and
 #: a small network's step is bound by kernel launches there, so chunks are made larger:
-#: fewer, bigger GEMMs (examples/benchmarks/gpu/step_time_320_x4_h100_chunks.json)
+#: fewer, bigger GEMMs (benchmarks/speed_and_memory/results/step_time_320_x4_h100_chunk_sizes.json)
 _CUDA_CHUNK_BYTES = 64 * 2**20
 _CUDA_CHUNK_BLOCKS = 4096
 

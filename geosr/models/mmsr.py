@@ -114,7 +114,7 @@ class MMSROptions(LearnedOptions):
     block: int = 8
     #: predict a correction of bicubic upsampling (zero at the start) instead of the HR
     #: image itself; not in the paper, and measured worse: the fit barely leaves bicubic
-    #: (see "Modes: cost against quality" in the README)
+    #: (docs/benchmarks/quality.md#things-that-did-not-help)
     residual: bool = False
     #: output the mean prediction of the last 20 % of the steps (0: the paper's last-step
     #: output). Same trajectory, so same cost; on the misaligned Middlebury x4 crops at
@@ -122,7 +122,7 @@ class MMSROptions(LearnedOptions):
     average_tail: float = 0.2
     #: back-project the output onto the LR, 10 iterations (0: the paper's output). On the
     #: 13 mmsr_samples pairs at x4 it lowered the mean RMSE at 1000 steps by 7 % (every
-    #: pair gained) and a 150-step fit's by 18 % (README, "Short fits, back-projected")
+    #: pair gained) and a 150-step fit's by 18 % (docs/benchmarks/modes.md#short-fits-back-projected)
     back_project: int = 10
 
     def __post_init__(self) -> None:

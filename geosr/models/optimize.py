@@ -354,7 +354,7 @@ def prefit(
     internal learning of ZSSR and CMSR). A step costs about ``1/scale²`` of a full step,
     and the weights it leaves already pass the source through and follow the guide's
     edges, which a fit from scratch spends most of its first few hundred steps on
-    (README, "Pre-fitting on the input's coarser copy"). Adam with ``cfg.lr``, no decay;
+    (docs/benchmarks/modes.md#pre-fitting-on-the-inputs-coarser-copy). Adam with ``cfg.lr``, no decay;
     the fit that follows starts a fresh optimiser. Returns ``(steps run, last loss)``;
     ``(0, nan)`` when the input is too small for a coarse copy.
     """

@@ -8,7 +8,7 @@ features by resampling (**Re**, 2 offsets per pixel) or by a deformable convolut
 supervised by the LR source, a content-aware reference filter, and a prediction head.
 Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1.
 
-Choices the paper leaves open (documented in the README):
+Choices the paper leaves open (docs/methods.md#choices-the-paper-leaves-open):
 - extraction layers: two 3x3 convs + ReLU per modality (``width`` channels); the source
   convs are dilated by the scale (``source_dilation``), so that their taps fall on the
   neighbouring LR pixels of the bilinearly upsampled source;
@@ -17,13 +17,15 @@ Choices the paper leaves open (documented in the README):
   two 3x3 convs), and a 3x3 output conv that is **zero-initialised** (the fit starts from
   the identity alignment); displacements are bounded by ``max_disp * tanh(.)`` HR pixels
   and regularised by their total variation, weighted by ``field_tv`` (0.1; 0 gives the
-  paper's two-term loss; see the README, session 12);
+  paper's two-term loss; docs/benchmarks/robself.md#dilated-source-convs-and-a-smooth-field);
 - deformable alignment in plain torch: ``grid_sample`` of the ``k^2`` offset taps, then
   a linear (1x1) map of the stacked taps, i.e. a deformable convolution;
 - heads: 2 residual 1x1 blocks + 1x1 conv (as MMSR's head); shared between ``I_trans`` and ``I_sr``
   except in the NIR preset (the paper's "separate prediction heads");
-- reference filter: both kernel sizes are evaluated densely and the importance map
-  selects per pixel (``M > eta * mean(M)`` takes the large ``m x m`` kernel).
+- reference filter: the importance map selects a kernel per pixel (``M > eta * mean(M)``
+  takes the large ``m x m`` kernel); both sizes run in one ``m x m`` pass whose softmax
+  covers only the centred ``n x n`` taps where the small kernel is chosen, which equals
+  evaluating both densely and selecting (:func:`reference_filter`, ``one_pass``).
 """
 
 from __future__ import annotations
@@ -255,7 +257,8 @@ class RobSelfOptions(LearnedOptions):
     #: I_sr = bicubic + the prediction head's output (not in the paper; see MMSR's option)
     residual: bool = False
     #: weight of the displacement field's total variation in the loss (0: none, the
-    #: paper's loss); 0.1 measured better with and without misalignment (README, session 12)
+    #: paper's loss); 0.1 measured better with and without misalignment
+    #: (docs/benchmarks/robself.md#dilated-source-convs-and-a-smooth-field)
     field_tv: float = 0.1
     #: dilation of the two source extraction convs, HR pixels (None: the scale, i.e. taps
     #: on the neighbouring LR pixels; 1: plain 3x3 convs on the upsampled LR)

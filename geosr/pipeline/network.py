@@ -3,7 +3,7 @@
 
 A batch over an archive of one sensor pair fits the same kind of network again and again.
 A network fitted on one scene (``--mode scene`` or ``hybrid``) is a better start for the
-next scene than random weights; ``examples/benchmarks/network_reuse.py`` measures how much
+next scene than random weights; ``benchmarks/modes/network_reuse.py`` measures how much
 better. The file holds the weights and what they need to be applied again: the method,
 its options, the scale and the guide's band count. Loading it checks these against the
 run, and every mismatch is an error that names the fix. The network sees normalised

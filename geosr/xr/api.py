@@ -46,7 +46,7 @@ computed at once on dask's threaded scheduler (``tiling.workers`` threads; one a
 for learned methods) and the result is numpy-backed.
 
 Writing. :func:`to_raster` writes a lazy result block by block in bounded memory (about
-the CLI's: ``examples/benchmarks/xr_memory.py``): it computes the statistics' reads one
+the CLI's: ``benchmarks/pipeline/xr_memory.py``): it computes the statistics' reads one
 at a time, then the output blocks in row-major order a few at a time
 (:func:`compute_by_rows`), keeping only the tiles later blocks need. A plain
 ``hr.rio.to_raster(path)`` computes the whole array first; ``hr.rio.to_raster(path,

@@ -47,7 +47,7 @@ def to_raster(
     A dask-backed ``hr`` is computed a few output blocks (chunks) at a time in row-major
     order with dask's threaded scheduler (:func:`compute_by_rows`), each block written as
     soon as it is ready under ``lock`` (default: a new ``threading.Lock``), so memory stays
-    bounded whatever the raster's size (``examples/benchmarks/xr_memory.py``);
+    bounded whatever the raster's size (``benchmarks/pipeline/xr_memory.py``);
     ``hr.rio.to_raster(path)`` alone would compute the whole array first. ``num_workers``
     threads run the tiles (default: the CLI's ``--workers`` default for the method of
     ``hr``). ``kwargs`` go to ``hr.rio.to_raster`` (GDAL creation options such as

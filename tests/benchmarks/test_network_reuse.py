@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "modes" / "network
 
 
 def test_network_reuse__runs_every_variant_on_the_target(tmp_path: Path) -> None:
-    from geosr.example import make_scene
+    from geosr.raster.example import make_scene
 
     s = make_scene(24, 4, 0)
     t = Affine(1.0, 0, ORIGIN[0], 0, -1.0, ORIGIN[1])

@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "modes" / "scene_s
 
 
 def test_scene_scale__two_processes_share_the_tile_sample(tmp_path: Path) -> None:
-    from geosr.example import make_scene
+    from geosr.raster.example import make_scene
 
     s = make_scene(32, 4, 0)
     t = Affine(1.0, 0, ORIGIN[0], 0, -1.0, ORIGIN[1])

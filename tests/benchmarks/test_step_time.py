@@ -60,13 +60,13 @@ def test_step_time__trim_flag_calls_malloc_trim_twice_a_step(monkeypatch) -> Non
     fit loop does; the plain variant never does."""
     import importlib.util
 
-    from geosr import optimize
+    from geosr import memory
 
     spec = importlib.util.spec_from_file_location("step_time", SCRIPT)
     step_time = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(step_time)
     calls = []
-    monkeypatch.setattr(optimize, "_malloc_trim", lambda: lambda: calls.append(1))
+    monkeypatch.setattr(memory, "malloc_trim", lambda: lambda: calls.append(1))
     step_time.time_steps("mmsr", 32, 4, None, 2, 1, torch.device("cpu"), False)
     assert calls == []
     res = step_time.time_steps("mmsr+trim", 32, 4, None, 2, 1, torch.device("cpu"), False)

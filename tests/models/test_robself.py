@@ -164,10 +164,10 @@ def test_reference_filter__threshold_routes_pixels_to_the_right_kernel():
 @pytest.mark.slow
 def test_robself_re__beats_mmsr_with_a_shifted_guide(shared_data):
     """A real 96x96 crop, x4, guide shifted by 3 HR pixels: RobSelf-Re wins after 300 steps
-    (issue 4's acceptance test; ~2 min on 2 CPU cores). It failed with the plain source
-    convs and no field penalty (before session 12); over 33 such crops RobSelf-Re is now
-    about even with MMSR (README, 'RobSelf: dilated source convs and a smooth field'), so
-    this is one crop, not a margin."""
+    (~2 min on 2 CPU cores). It fails with plain source convs and no field penalty
+    (``source_dilation=1, field_tv=0``); over 33 such crops RobSelf-Re is about even with
+    MMSR (docs/benchmarks/robself.md#dilated-source-convs-and-a-smooth-field), so this is
+    one crop, not a margin."""
     import geosr
     from geosr.evaluation.evaluate import degrade, load_pairs, metrics
 
