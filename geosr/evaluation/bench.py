@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, OptionError
-from geosr.evaluation.evaluate import PeakMemory, evaluate, metrics
+from geosr.evaluation.evaluate import RATIOS, PeakMemory, evaluate
+from geosr.evaluation.metrics import METRICS, add_ratios, dem_metrics
 from geosr.evaluation.report import rmse_time_figure
 from geosr.models import get_method
 from geosr.models.api import check_scale
@@ -92,7 +93,7 @@ def make_record(
     method: str,
     *,
     rmse: float,
-    mae: float,
+    mae: float = math.nan,
     seconds: float,
     megapixels: float,
     peak_rss_mb: float,
@@ -147,6 +148,8 @@ def bench_pairs(
         records.append(make_record(
             name, dataset=dataset, rmse=mean["rmse"], mae=mean["mae"],
             ratio_to_bicubic=mean["ratio_to_bicubic"],
+            **{k: mean[k] for k in (*METRICS, *RATIOS) if k not in ("rmse", "mae",
+                                                                   "ratio_to_bicubic")},
             seconds=sum(r["seconds"] for r in rows),
             megapixels=sum(r["output_megapixels"] for r in rows),
             peak_rss_mb=mean["peak_rss_mb"], pairs=len(rows),
@@ -217,8 +220,9 @@ def _read_valid(src: Any, band: int, window: Any) -> np.ndarray:
 def score_against_reference(
     output: str | os.PathLike[str], reference: str | os.PathLike[str], *, band: int = 1,
 ) -> dict[str, Any]:
-    """RMSE/MAE of ``output`` (band 1) against ``band`` of ``reference`` on their valid
-    overlap; both must share CRS and pixel size, with pixel edges on one lattice."""
+    """The DEM metrics (:func:`geosr.evaluation.metrics.dem_metrics`, slopes with the
+    reference's pixel size) of ``output`` (band 1) against ``band`` of ``reference`` on their
+    valid overlap; both must share CRS and pixel size, with pixel edges on one lattice."""
     import rasterio
     from rasterio.windows import Window
 
@@ -246,7 +250,7 @@ def score_against_reference(
     ok = np.isfinite(ref) & np.isfinite(pred)
     if not ok.any():
         raise InputError(f"the output {str(output)!r} and the reference share no valid pixel")
-    return {**metrics(pred, ref), "valid_pixels": int(ok.sum())}
+    return {**dem_metrics(pred, ref, abs(rt.a)), "valid_pixels": int(ok.sum())}
 
 
 def scene_jobs(
@@ -315,7 +319,7 @@ def bench_scene(
 
     scale = check_scale(scale)
     modes = check_modes(modes)
-    methods = {"bicubic": {}, **{k: dict(v) for k, v in methods.items()}}
+    methods = {"bicubic": {}, "lanczos": {}, **{k: dict(v) for k, v in methods.items()}}
     jobs, skipped = scene_jobs(methods, modes)
     if not Path(guide).is_file():
         raise InputError(f"the guide {str(guide)!r} does not exist; pass --guide GUIDE.tif")
@@ -327,7 +331,6 @@ def bench_scene(
         work.mkdir(parents=True, exist_ok=True)
         pooled = pool_reference(reference, work / f"{dataset}_lr_x{scale}.tif", scale, band=band)
         logger.info("pooled %s x%d into %s", reference, scale, pooled["lr_path"])
-        bicubic_rmse = math.nan
         for mode, name in jobs:
             opts = methods[name]
             out = work / f"{dataset}_{name}_{mode}.tif"
@@ -342,16 +345,15 @@ def bench_scene(
             score = score_against_reference(out, reference, band=band)
             with rasterio.open(out) as o:
                 mpx = o.width * o.height / 1e6
-            if name == "bicubic":
-                bicubic_rmse = score["rmse"]
             rec = make_record(
                 name, mode=mode, dataset=dataset,
-                rmse=score["rmse"], mae=score["mae"],
-                ratio_to_bicubic=score["rmse"] / bicubic_rmse if bicubic_rmse > 0 else math.nan,
+                **{k: score[k] for k in METRICS},
                 seconds=seconds, megapixels=mpx, peak_rss_mb=mem.peak / 2**20,
                 valid_pixels=score["valid_pixels"], tiles=summary.get("tiles"),
-                stage_seconds=summary.get("seconds"), options=summary.get("options", opts))
+                stage_seconds=summary.get("seconds"), options=summary.get("options", opts),
+                **{k: summary[k] for k in ("self_check", "guard") if k in summary})
             records.append(rec)
+            add_ratios(records, key="dataset")  # the yardsticks run first
             logger.info("%s %s %s rmse=%.4g %.1fs", dataset, name, mode, rec["rmse"], seconds)
             if on_record is not None:
                 on_record(rec)
@@ -370,15 +372,24 @@ def bench_scene(
 def format_table(result: Mapping[str, Any]) -> str:
     """The records as a text table (one line per method and mode)."""
     recs = result["records"]
-    lines = [f"{result.get('dataset') or result.get('data', '')}  scale x{result['scale']}"]
-    lines.append(f"{'method':16s} {'mode':7s} {'RMSE':>9s} {'MAE':>9s} {'/bicubic':>9s} "
-                 f"{'s':>9s} {'Mpx':>8s} {'s/Mpx':>9s} {'Mpx/s':>9s} {'peak MB':>8s}")
+    lines = [f"{result.get('dataset') or result.get('data', '')}  scale x{result['scale']}"
+             "   (/lanczos, /best: RMSE ratios to lanczos and to the best resampler run)"]
+    lines.append(f"{'method':16s} {'mode':7s} {'RMSE':>9s} {'MAE':>9s} {'bias':>9s} "
+                 f"{'NMAD':>9s} {'LE90':>9s} {'slope°':>7s} {'/lanczos':>9s} {'/best':>7s} "
+                 f"{'s':>9s} {'Mpx':>8s} {'s/Mpx':>9s} {'peak MB':>8s}")
+
+    def num(r: Mapping[str, Any], k: str, fmt: str) -> str:
+        v = r.get(k, math.nan)
+        return format(v if v is not None else math.nan, fmt)
+
     for r in recs:
         lines.append(
             f"{r['method'][:16]:16s} {(r.get('mode') or '-')[:7]:7s} {r['rmse']:9.4f} "
-            f"{r['mae']:9.4f} {r['ratio_to_bicubic']:9.3f} {r['seconds']:9.3f} "
-            f"{r['output_megapixels']:8.3f} {r['seconds_per_megapixel']:9.3g} "
-            f"{r['megapixels_per_second']:9.3g} {r['peak_rss_mb']:8.0f}")
+            f"{num(r, 'mae', '9.4f')} {num(r, 'bias', '9.4f')} {num(r, 'nmad', '9.4f')} "
+            f"{num(r, 'le90', '9.4f')} {num(r, 'slope_rmse_deg', '7.2f')} "
+            f"{num(r, 'ratio_to_lanczos', '9.3f')} {num(r, 'ratio_to_best_classical', '7.3f')} "
+            f"{r['seconds']:9.3f} {r['output_megapixels']:8.3f} "
+            f"{r['seconds_per_megapixel']:9.3g} {r['peak_rss_mb']:8.0f}")
     return "\n".join(lines)
 
 

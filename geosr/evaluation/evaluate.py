@@ -21,12 +21,16 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError
+from geosr.evaluation.metrics import METRICS, RESAMPLERS, add_ratios, dem_metrics
 from geosr.evaluation.misalign import misalign
 from geosr.models import get_method
 from geosr.models.api import check_scale, run_band
 from geosr.normalize import BandStats, prepare_guide
 
 logger = logging.getLogger(__name__)
+
+#: the RMSE ratios of every row (:func:`geosr.evaluation.metrics.add_ratios`)
+RATIOS = ("ratio_to_bicubic", "ratio_to_lanczos", "ratio_to_best_classical")
 
 IMAGE_EXT = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npy", ".npz")
 # Folder names that hold targets / guides in the staged datasets (and common variants).
@@ -44,6 +48,8 @@ class Pair:
     name: str
     target: np.ndarray  # (H, W) float32
     guide: np.ndarray  # (C, H, W) float32
+    #: the target's pixel size in its CRS units (1 where it is not georeferenced): slopes
+    pixel_size: float = 1.0
 
 
 def read_image(path: Path) -> np.ndarray:
@@ -105,7 +111,7 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
         both_tif = p.suffix.lower() in tif and Path(guide).suffix.lower() in tif
         if g.shape[1:] != t.shape[1:] and both_tif:
             g = _guide_on_target_grid(p, Path(guide))
-        return [Pair(p.stem, t[0], g)]
+        return [Pair(p.stem, t[0], g, _pixel_size(p))]
     if not p.is_dir():
         raise InputError(f"{p} is not a folder; pass a dataset folder, or an HR file and --guide")
     subdirs = {d.name.lower(): d for d in p.iterdir() if d.is_dir()}
@@ -148,6 +154,18 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
     return pairs
 
 
+def _pixel_size(path: Path) -> float:
+    """The pixel size of a georeferenced raster (its CRS units), or 1."""
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return 1.0
+    import rasterio
+
+    with rasterio.open(path) as src:
+        if src.crs is None or src.transform.is_identity:
+            return 1.0
+        return float(np.sqrt(abs(src.transform.a * src.transform.e)))
+
+
 def _guide_on_target_grid(target: Path, guide: Path) -> np.ndarray:
     """The guide resampled (average) onto the grid of a georeferenced HR target, or the
     guide as read where either file has no CRS (then ``load_pairs`` reports the size clash)."""
@@ -174,7 +192,7 @@ def center_crop(pair: Pair, size: int) -> Pair:
     h, w = pair.target.shape
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
     win = (slice(y0, y0 + size), slice(x0, x0 + size))
-    return Pair(pair.name, pair.target[win], pair.guide[(slice(None), *win)])
+    return Pair(pair.name, pair.target[win], pair.guide[(slice(None), *win)], pair.pixel_size)
 
 
 def degrade(target: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,7 +254,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run ``methods`` ({name: options}) on every pair; return per-pair rows and means.
 
-    A row holds the pair, the method, ``rmse``/``mae``/``ratio_to_bicubic``, the seconds
+    A row holds the pair, the method, the DEM metrics (:data:`geosr.evaluation.metrics.METRICS`),
+    the RMSE ratios to bicubic, to lanczos and to the best resampler of the pair
+    (``ratio_to_best_classical``; bicubic and lanczos always run as yardsticks), the seconds
     of the super-resolution call alone, the output size (``output_megapixels``) and the
     peak resident memory of this process during the call (``peak_rss_mb``).
 
@@ -246,7 +266,7 @@ def evaluate(
     """
 
     scale = check_scale(scale)
-    methods = {"bicubic": {}, **methods}
+    methods = {"bicubic": {}, "lanczos": {}, **methods}
     built = {name: get_method(name, **opts) for name, opts in methods.items()}
     rows: list[dict[str, Any]] = []
     outputs: dict[str, dict[str, np.ndarray]] = {}
@@ -286,24 +306,20 @@ def evaluate(
                 row["curve"] = {str(k): metrics(v[0], hr)["rmse"] for k, v in sorted(out.items())}
             else:
                 final = out
-            row.update(metrics(final[0], hr))
+            row.update(dem_metrics(final[0], hr, pair.pixel_size))
             if keep_outputs:
                 outputs[pair.name][name] = final[0]
             rows.append(row)
             logger.info("%s %s rmse=%.4f %.1fs", pair.name, name, row["rmse"], seconds)
             if on_result is not None:
                 on_result(row)
-    bic = {r["pair"]: r["rmse"] for r in rows if r["method"] == "bicubic"}
-    for r in rows:
-        r["ratio_to_bicubic"] = r["rmse"] / bic[r["pair"]] if bic[r["pair"]] > 0 else float("nan")
+    add_ratios(rows)
     summary = {}
     for name in built:
         rs = [r for r in rows if r["method"] == name]
         summary[name] = {
             "pairs": len(rs),
-            "rmse": float(np.mean([r["rmse"] for r in rs])),
-            "mae": float(np.mean([r["mae"] for r in rs])),
-            "ratio_to_bicubic": float(np.mean([r["ratio_to_bicubic"] for r in rs])),
+            **{k: float(np.mean([r[k] for r in rs])) for k in (*METRICS, *RATIOS)},
             "seconds": float(np.mean([r["seconds"] for r in rs])),
             "peak_rss_mb": float(max(r["peak_rss_mb"] for r in rs)),
         }
@@ -320,20 +336,22 @@ def evaluate(
 
 
 def format_table(result: dict[str, Any]) -> str:
-    lines = [f"scale x{result['scale']}"]
-    head = f"{'pair':24s} {'method':16s} {'RMSE':>9s} {'MAE':>9s} {'/bicubic':>9s} {'s':>8s} {'MB':>7s}"
+    lines = [f"scale x{result['scale']}   (ratios: RMSE / the yardstick's; best = best of "
+             f"{', '.join(RESAMPLERS)} run)"]
+    head = (f"{'pair':24s} {'method':16s} {'RMSE':>9s} {'MAE':>9s} {'bias':>9s} {'NMAD':>9s} "
+            f"{'LE90':>9s} {'slope°':>7s} {'/lanczos':>9s} {'/best':>7s} {'s':>8s} {'MB':>7s}")
     lines.append(head)
+
+    def cells(r: dict[str, Any]) -> str:
+        return (f"{r['rmse']:9.4f} {r['mae']:9.4f} {r['bias']:9.4f} {r['nmad']:9.4f} "
+                f"{r['le90']:9.4f} {r['slope_rmse_deg']:7.2f} {r['ratio_to_lanczos']:9.3f} "
+                f"{r['ratio_to_best_classical']:7.3f} {r['seconds']:8.2f} {r['peak_rss_mb']:7.0f}")
+
     for r in result["rows"]:
-        lines.append(
-            f"{r['pair'][:24]:24s} {r['method']:16s} {r['rmse']:9.4f} {r['mae']:9.4f} "
-            f"{r['ratio_to_bicubic']:9.3f} {r['seconds']:8.2f} {r['peak_rss_mb']:7.0f}"
-        )
+        lines.append(f"{r['pair'][:24]:24s} {r['method']:16s} {cells(r)}")
     lines.append("mean over pairs")
     for name, s in result["mean"].items():
-        lines.append(
-            f"{'(' + str(s['pairs']) + ' pairs)':24s} {name:16s} {s['rmse']:9.4f} {s['mae']:9.4f} "
-            f"{s['ratio_to_bicubic']:9.3f} {s['seconds']:8.2f} {s['peak_rss_mb']:7.0f}"
-        )
+        lines.append(f"{'(' + str(s['pairs']) + ' pairs)':24s} {name:16s} {cells(s)}")
         if "curve" in s:
             curve = "  ".join(f"{k}:{v:.4f}" for k, v in s["curve"].items())
             lines.append(f"{'':24s} {'  RMSE at steps':16s} {curve}")

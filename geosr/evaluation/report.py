@@ -219,7 +219,15 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]], *, table_id: str 
     return "\n".join(out)
 
 
-_HEAD = ["method", "pairs", "RMSE", "MAE", "RMSE / bicubic", "seconds", "peak MB"]
+_HEAD = ["method", "pairs", "RMSE", "MAE", "bias", "NMAD", "LE90", "slope RMSE (°)",
+         "RMSE / lanczos", "RMSE / best resampler", "RMSE / bicubic", "seconds", "peak MB"]
+#: the metric columns of _HEAD, in order (a missing one shows as an empty cell)
+_KEYS = ("rmse", "mae", "bias", "nmad", "le90", "slope_rmse_deg", "ratio_to_lanczos",
+         "ratio_to_best_classical", "ratio_to_bicubic", "seconds", "peak_rss_mb")
+
+
+def _cells(r: Mapping[str, Any]) -> list[Any]:
+    return [r[k] if r.get(k) is not None else "" for k in _KEYS]
 
 
 def _settings(result: Mapping[str, Any], pairs: Sequence[str]) -> list[str]:
@@ -248,8 +256,7 @@ def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
     mean = result["mean"]
     parts = ["<h2>Summary (mean over pairs)</h2>"]
     parts.append(_table(_HEAD, [
-        [m, s["pairs"], s["rmse"], s["mae"], s["ratio_to_bicubic"], s["seconds"],
-         s["peak_rss_mb"]] for m, s in mean.items()
+        [m, s["pairs"], *_cells(s)] for m, s in mean.items()
     ], table_id="summary", cls="metrics", best=2))
     recs = [{"method": m, "rmse": s["rmse"], "seconds": s["seconds"]} for m, s in mean.items()]
     parts.append(imgs.tag(
@@ -266,14 +273,16 @@ def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
                             dpi=dpi),
                 f"{name}: guide, LR, outputs, reference and error maps", f"pair_{name}"))
         parts.append(_table(_HEAD[:1] + _HEAD[2:], [
-            [r["method"], r["rmse"], r["mae"], r["ratio_to_bicubic"], r["seconds"],
-             r["peak_rss_mb"]] for r in rows
+            [r["method"], *_cells(r)] for r in rows
         ], cls="metrics pair-metrics", best=1))
     return parts
 
 
 #: optional columns of the benchmark table: (record key, heading), shown when any record has it
-_BENCH_EXTRA = (("mae", "MAE"), ("ratio_to_bicubic", "RMSE / bicubic"),
+_BENCH_EXTRA = (("mae", "MAE"), ("bias", "bias"), ("nmad", "NMAD"), ("le90", "LE90"),
+                ("slope_rmse_deg", "slope RMSE (°)"), ("ratio_to_lanczos", "RMSE / lanczos"),
+                ("ratio_to_best_classical", "RMSE / best resampler"),
+                ("ratio_to_bicubic", "RMSE / bicubic"),
                 ("megapixels_per_second", "megapixels / s"), ("peak_rss_mb", "peak MB"))
 
 

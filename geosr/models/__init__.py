@@ -14,9 +14,11 @@ def _registry() -> dict[str, type[Method]]:
     from geosr.models.cmsr import CMSR
     from geosr.models.mmsr import MMSR
     from geosr.models.p2p import P2P
+    from geosr.models.resample import Cubic, Lanczos
     from geosr.models.robself import RobSelfDe, RobSelfRe
 
-    return {cls.name: cls for cls in (Bicubic, GuidedFilter, P2P, CMSR, MMSR, RobSelfRe, RobSelfDe)}
+    return {cls.name: cls for cls in (Bicubic, Lanczos, Cubic, GuidedFilter, P2P, CMSR, MMSR, RobSelfRe,
+                                      RobSelfDe)}
 
 
 def list_methods() -> list[str]:

@@ -105,12 +105,17 @@ def run_band(
     Returns the ``(1, H, W)`` result (NaN over nodata); with ``snapshot_steps`` (learned
     methods only) returns ``{steps: result}`` for those steps and the final one.
     """
-    stats = BandStats.from_array(band)
-    x, valid = prepare_lr(band, stats)
+    if method.normalised:
+        stats = BandStats.from_array(band)
+        x, valid = prepare_lr(band, stats)
+        invert = stats.invert
+    else:  # a resampler: the LR's own values
+        valid = np.isfinite(band)
+        x, invert = np.where(valid, band, 0.0).astype(np.float32), np.asarray
     hr_valid = np.repeat(np.repeat(valid, scale, axis=1), scale, axis=2)
 
     def finish(pred: np.ndarray) -> np.ndarray:
-        hr = stats.invert(pred)
+        hr = np.array(invert(pred), dtype=np.float32)
         hr[~hr_valid] = np.nan
         return hr
 

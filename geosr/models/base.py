@@ -45,6 +45,10 @@ class Method:
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     #: True when the result depends only on the inputs (no optimisation, no seed).
     deterministic: ClassVar[bool] = True
+    #: True when the method takes normalised inputs (z-scored LR and guide, as the papers);
+    #: False for resamplers that work on the LR's own values (NaN = nodata), so that their
+    #: output is bit-identical to the resampler's
+    normalised: ClassVar[bool] = True
 
     def __init__(self, **options: Any) -> None:
         fields = {f.name for f in dataclasses.fields(self.Options)}

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import OptionError
-from geosr.models import get_method
+from geosr.models import get_method, get_method_class
 from geosr.models.backproject import back_project
 from geosr.models.device import torch_threads
 from geosr.normalize import prepare_guide, prepare_lr
@@ -88,9 +88,14 @@ def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
     if not np.isfinite(lr[(slice(None), *inner)]).any():
         return None
     guide = read_tile_guide(plan, ctx)
-    x, valid = prepare_lr(lr, plan.lr_stats)
-    gn = prepare_guide(guide, plan.guide_stats)
-    hr = plan.lr_stats.invert(predict_normalised(plan, x, gn, valid))
+    if get_method_class(plan.method).normalised:
+        x, valid = prepare_lr(lr, plan.lr_stats)
+        gn = prepare_guide(guide, plan.guide_stats)
+        hr = plan.lr_stats.invert(predict_normalised(plan, x, gn, valid))
+    else:  # a resampler works on the LR's own values
+        valid = np.isfinite(lr)
+        x = np.where(valid, lr, 0.0).astype(np.float32)
+        hr = predict_normalised(plan, x, guide, valid).astype(np.float32, copy=True)
     hr_valid = np.repeat(np.repeat(valid, s, axis=1), s, axis=2)
     hr[~hr_valid] = np.nan
     crop = ext.scaled(s).slices(origin=(ctx.row0 * s, ctx.col0 * s))

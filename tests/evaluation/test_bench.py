@@ -75,14 +75,15 @@ def test_bench_cli__folder_of_pairs(tmp_path, rng):
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     assert "partial" not in result and result["kind"] == "pairs"
-    _check_records(result["records"], [("bicubic", None), ("guided-filter", None)])
+    _check_records(result["records"], [("bicubic", None), ("lanczos", None),
+                                       ("guided-filter", None)])
     assert result["records"][0]["pairs"] == 2
     assert result["records"][0]["output_megapixels"] == pytest.approx(2 * 32 * 32 / 1e6)
     assert all(r["output_megapixels"] == 32 * 32 / 1e6 for r in result["rows"])
     _check_png(plot)
     page = (rep / "index.html").read_text()
     table = re.search(r'<table id="bench".*?</table>', page, re.S).group(0)
-    assert table.count("<tr") == 1 + 2 and "guided-filter" in table
+    assert table.count("<tr") == 1 + 3 and "guided-filter" in table
     assert 'id="summary"' in page  # the eval sections too, with a figure per pair
     assert "s/Mpx" in res.stdout and "guided-filter" in res.stdout
 
@@ -95,15 +96,16 @@ def test_bench_cli__georeferenced_scene(tmp_path, scene):
     assert res.exit_code == 0, res.output
     result = json.loads(out.read_text())
     assert result["kind"] == "scene" and result["lr_shape"] == [16, 16]
-    _check_records(result["records"], [("bicubic", "tile"), ("guided-filter", "tile")])
+    _check_records(result["records"], [("bicubic", "tile"), ("lanczos", "tile"),
+                                       ("guided-filter", "tile")])
     for r in result["records"]:
         assert r["output_megapixels"] == pytest.approx(64 * 64 / 1e6)
         assert r["valid_pixels"] == 64 * 64 - 6 * 10  # all but the reference's nodata
     _check_png(plot)
     page = (rep / "index.html").read_text()
-    assert re.search(r'<table id="bench".*?</table>', page, re.S).group(0).count("<tr") == 3
+    assert re.search(r'<table id="bench".*?</table>', page, re.S).group(0).count("<tr") == 4
     assert "pooled to LR 16x16" in page
-    assert json.loads((rep / "result.json").read_text())["records"][1]["method"] == "guided-filter"
+    assert json.loads((rep / "result.json").read_text())["records"][2]["method"] == "guided-filter"
 
 
 def test_pool_reference__nodata_aware_and_georeferenced(tmp_path):
@@ -174,6 +176,11 @@ def test_bench_scene__real_dsm_matches_the_pipeline_benchmark(tmp_path):
         pytest.skip("shared/data/geo_mashhad_elevation1_pleiades is not available")
     m = d / "geo_mashhad_elevation1_pleiades"
     result = bench.bench_scene(m / "dsm_west_1m.tif", m / "ortho_rgb_west_0p5m.tif", {}, 4)
-    (rec,) = result["records"]
+    rec, lanczos = result["records"]
     # benchmarks/pipeline/results/pipeline_mashhad.json: bicubic 0.0556 m through geosr dem-sr
     assert rec["rmse"] == pytest.approx(0.0556, abs=5e-4) and rec["valid_pixels"] == 500 * 320
+    # gdalwarp -r lanczos of the pooled DSM onto the 1 m grid: 0.0495 m
+    assert lanczos["method"] == "lanczos" and lanczos["rmse"] == pytest.approx(0.0495, abs=5e-4)
+    assert rec["ratio_to_lanczos"] == pytest.approx(rec["rmse"] / lanczos["rmse"])
+    assert rec["best_classical"] == lanczos["best_classical"] == "lanczos"
+    assert 0 < lanczos["slope_rmse_deg"] < rec["slope_rmse_deg"]

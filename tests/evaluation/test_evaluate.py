@@ -54,7 +54,7 @@ def test_eval_cli__json_with_ratio_to_bicubic(tmp_path, rng):
     )
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
-    assert {r["method"] for r in data["rows"]} == {"bicubic", "guided-filter"}
+    assert {r["method"] for r in data["rows"]} == {"bicubic", "lanczos", "guided-filter"}
     assert all(r["ratio_to_bicubic"] == 1.0 for r in data["rows"] if r["method"] == "bicubic")
     assert "guided-filter" in res.output and "RMSE" in res.output
 

@@ -59,7 +59,7 @@ def test_evaluate__keeps_no_outputs_by_default(rng):
 def test_evaluate__keep_outputs_holds_every_method(rng):
     result = evaluate(_pairs(rng)[:1], METHODS, 4, keep_outputs=True)
     arrays = result["outputs"]["p0"]
-    assert set(arrays) == {"hr", "lr", "guide", "bicubic", "guided-filter"}
+    assert set(arrays) == {"hr", "lr", "guide", "bicubic", "lanczos", "guided-filter"}
     assert arrays["bicubic"].shape == arrays["hr"].shape == (32, 32)
     assert arrays["lr"].shape == (8, 8) and arrays["guide"].shape == (3, 32, 32)
 
@@ -76,7 +76,7 @@ def test_report__self_contained_page_with_embedded_pngs(report):
             assert im.format == "PNG" and im.size[0] > 100
     assert "http://" not in page and "https://" not in page  # nothing from the network
     summary = re.search(r'<table id="summary".*?</table>', page, re.S).group(0)
-    assert summary.count("<tr") == 1 + 2  # header + bicubic + guided-filter
+    assert summary.count("<tr") == 1 + 3  # header + bicubic + lanczos + guided-filter
     assert "reduced settings" in page
     assert json.loads((report.parent / "result.json").read_text())["scale"] == 4
 
