@@ -62,6 +62,7 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "nodata": float,
     "tile_size": int,
     "overlap": int,
+    "guard": lambda v: _flag(v),
     "workers": int,
     "cog": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
     "datetime": str,
@@ -252,8 +253,20 @@ def scene_config(scene: Scene, defaults: dict[str, Any]) -> RunConfig:
         network=s.get("network"), tile_size=s.get("tile_size"), overlap=s.get("overlap"),
         workers=s.get("workers"), cog=s.get("cog", True), overwrite=s.get("overwrite"),
         creation_options=s.get("creation_options"), keep_tiles=s.get("keep_tiles"),
-        stac=s.get("stac", True),
+        stac=s.get("stac", True), guard=_flag(s.get("guard", True)),
     )
+
+
+def _flag(value: Any) -> bool:
+    """A manifest's on/off value (on, off, true, false, yes, no, 1, 0)."""
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in ("on", "true", "yes", "1"):
+            return True
+        if v in ("off", "false", "no", "0"):
+            return False
+        raise OptionError(f"expected on or off, got {value!r}")
+    return bool(value)
 
 
 def run_scene(

@@ -232,6 +232,13 @@ stac_opt = click.option(
     "--stac/--no-stac", default=False, show_default=True,
     help="Write a STAC item (OUTPUT_STEM.stac.json: footprint, proj:, lineage) next to the output.",
 )
+guard_opt = click.option(
+    "--guard", type=click.Choice(["on", "off"]), default="on", show_default=True,
+    help="First run the method on the input's own coarser copy (the LR pooled by the scale, "
+    "the LR as the answer) and compare it with GDAL's lanczos there; where it would not beat "
+    "lanczos, write lanczos instead and say so. Resamplers skip it. off: keep the method's "
+    "output whatever the self-check says.",
+)
 keep_tiles_opt = click.option(
     "--keep-tiles", is_flag=True,
     help="Keep the tile store OUTPUT.tiles/ (a rerun of the same job reuses it).",
@@ -259,7 +266,7 @@ def common_options(f: F) -> F:
         lr_opt, guide_opt, scale_opt, output_opt, example_opt,
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
         mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
-        back_project_opt, prefit_opt, network_opt, save_network_opt,
+        back_project_opt, prefit_opt, network_opt, save_network_opt, guard_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
@@ -274,8 +281,8 @@ def batch_options(f: F) -> F:
     return _stack(
         scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
         mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
-        back_project_opt, prefit_opt, network_opt, lr_band_opt, guide_bands_opt, nodata_opt,
-        tile_size_opt, overlap_opt, workers_opt,
+        back_project_opt, prefit_opt, network_opt, guard_opt, lr_band_opt, guide_bands_opt,
+        nodata_opt, tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,
         creation_opt, cog_opt, overwrite_opt, keep_tiles_opt,
         click.option("--stac/--no-stac", default=True, show_default=True,

@@ -141,6 +141,13 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             click.echo(f"{summary['output']} exists: nothing to resume (pass --overwrite to "
                        "recompute it)", err=True)
             return
+        if summary.get("self_check"):
+            sc = summary["self_check"]
+            click.echo(f"self-check: {sc['method']} {sc['ratio_to_lanczos']:.2f}× lanczos at "
+                       f"the coarser scale (the LR as the answer, {sc['pixels']} px, "
+                       f"{sc['seconds']:.0f} s)", err=True)
+        if summary.get("guard", {}) and summary["guard"].get("fired"):
+            click.echo(f"guard: {summary['guard']['reason']}", err=True)
         t = summary["tiles"]
         g = summary["output_grid"]
         click.echo(
@@ -202,7 +209,7 @@ def config_from_flags(kw: dict[str, Any], *, scale: int, preset: str | None,
         workers=None if distributed else kw["workers"], cog=kw["cog"],
         overwrite=kw["overwrite"], creation_options=kw["creation_options"],
         keep_tiles=kw["keep_tiles"], stac=kw.get("stac", False),
-        save_network=kw.get("save_network"),
+        save_network=kw.get("save_network"), guard=kw.get("guard", "on") == "on",
     )
 
 

@@ -49,6 +49,8 @@ class Method:
     #: False for resamplers that work on the LR's own values (NaN = nodata), so that their
     #: output is bit-identical to the resampler's
     normalised: ClassVar[bool] = True
+    #: True for plain resamplers of the LR (bicubic, cubic, lanczos): the yardsticks
+    resampler: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         fields = {f.name for f in dataclasses.fields(self.Options)}

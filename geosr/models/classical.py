@@ -38,6 +38,7 @@ class Bicubic(Method):
 
     name = "bicubic"
     Options = BicubicOptions
+    resampler = True
 
     def run(self, lr, guide, scale, mask, *, progress):  # type: ignore[override]
         return bicubic_upsample(lr, scale)

@@ -56,6 +56,7 @@ class _GDALResample(Method):
     #: works on the LR's own values (NaN = nodata): no normalisation around it, so that its
     #: output is exactly GDAL's
     normalised: ClassVar[bool] = False
+    resampler = True
     kernel: ClassVar[str] = ""
 
     def halo(self, scale: int) -> int:

@@ -195,6 +195,11 @@ def check_mode(method: str, mode: str) -> None:
         )
 
 
+def is_resampler(method: str) -> bool:
+    """Whether ``method`` is a plain resampler of the LR (bicubic, cubic, lanczos)."""
+    return bool(get_method_class(method).resampler)
+
+
 def is_deterministic(method: str) -> bool:
     """True for classical methods (no optimisation, no seed)."""
     return bool(get_method_class(method).deterministic)
@@ -231,6 +236,9 @@ class RunConfig:
     stac: bool = False
     #: also write the scene network (scene/hybrid modes) to this file
     save_network: str | None = None
+    #: check the method on the input's coarser copy first and write GDAL's lanczos instead
+    #: where it would not beat it (:mod:`geosr.pipeline.selfcheck`); resamplers skip it
+    guard: bool = True
 
     def __post_init__(self) -> None:
         items = self.method_options
@@ -285,6 +293,7 @@ def run_config(
     keep_tiles: bool | None = None,
     stac: bool | None = None,
     save_network: str | os.PathLike[str] | None = None,
+    guard: bool | None = None,
 ) -> RunConfig:
     """The run configuration of flat settings: the one place where they become configs.
 
@@ -324,4 +333,5 @@ def run_config(
         guide_bands=None if guide_bands is None else tuple(guide_bands), nodata=nodata,
         guide_resampling=guide_resampling, scene=scene, tiling=tiling, output=output,
         stac=bool(stac), save_network=None if save_network is None else os.fspath(save_network),
+        guard=True if guard is None else bool(guard),
     )

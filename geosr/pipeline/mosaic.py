@@ -56,9 +56,11 @@ def band_description(plan: Plan) -> str:
 
 
 def write_mosaic(
-    plan: Plan, store: Any, path: Path, output: OutputConfig, mosaic_block_px: int = 1024
+    plan: Plan, store: Any, path: Path, output: OutputConfig, mosaic_block_px: int = 1024,
+    extra_tags: dict[str, str] | None = None,
 ) -> None:
-    """Write the blended output block by block into a tiled float32 GeoTIFF at ``path``."""
+    """Write the blended output block by block into a tiled float32 GeoTIFF at ``path``
+    (``extra_tags``: more dataset tags, e.g. the self-check's)."""
     import rasterio
 
 
@@ -84,7 +86,8 @@ def write_mosaic(
                 guide_path=plan.guide.path,
                 lr_band=plan.lr_band,
                 guide_bands=plan.guide_bands,
-            )
+            ),
+            **(extra_tags or {}),
         )
         dst.set_band_description(1, band_description(plan))
         unit = plan.lr.units[plan.lr_band - 1] if plan.lr.units else None

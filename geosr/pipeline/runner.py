@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -41,12 +42,15 @@ from geosr.errors import InputError
 from geosr.pipeline.config import (
     ProgressCallback,
     RunConfig,
+    SceneConfig,
     StageCallback,
+    is_resampler,
 )
 from geosr.pipeline.mosaic import write_mosaic
 from geosr.pipeline.network import load_network, save_network
 from geosr.pipeline.plan import Plan, make_plan
 from geosr.pipeline.scene import network_for_scene
+from geosr.pipeline.selfcheck import SelfCheck, self_check
 from geosr.pipeline.stac import item_path, write_item
 from geosr.pipeline.stats import compute_stats
 from geosr.pipeline.tiles import run_tiles
@@ -143,14 +147,55 @@ def fit_scene_network(plan: Plan, store: TileStore, config: RunConfig, init: byt
     return plan, summary
 
 
+def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig) -> np.ndarray:
+    """The self-check's run on the coarse copy: the pipeline, then the output's band 1."""
+    import rasterio
+
+    run(lr, guide, out, config)
+    with rasterio.open(out) as src:
+        return src.read(1, masked=True).astype(np.float32).filled(np.nan)
+
+
+def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
+            ) -> tuple[Plan, SelfCheck | None, dict[str, Any] | None]:
+    """The self-check of the plan's method, and the plan to run: the plan itself, or, where
+    the self-check says the method would not beat lanczos, a lanczos plan (the guard)."""
+    if not config.guard or is_resampler(plan.method):
+        return plan, None, None
+    check = self_check(plan, config, run_coarse, workdir=out.parent)
+    if check is None:
+        return plan, None, {"fired": False, "reason": "the LR is too small for a coarser copy"}
+    logger.info("%s", check.line())
+    if check.beats_lanczos:
+        return plan, check, {"fired": False, "wrote": plan.method}
+    lz = dataclasses.replace(config, method="lanczos", method_options=(),
+                             scene=SceneConfig(), save_network=None, guard=False)
+    fallback = dataclasses.replace(make_plan(lr, guide, lz), lr_stats=plan.lr_stats,
+                                   guide_stats=plan.guide_stats)
+    reason = (f"{plan.method} {check.ratio:.2f}× lanczos at the coarser scale: wrote lanczos "
+              f"instead (--guard off keeps {plan.method})")
+    return fallback, check, {"fired": True, "wrote": "lanczos", "method": plan.method,
+                             "reason": reason}
+
+
+def check_tags(check: SelfCheck | None, guard: dict[str, Any] | None) -> dict[str, str]:
+    """Dataset tags recording the self-check and the guard's decision."""
+    tags = {}
+    if check is not None:
+        tags["GEOSR_SELF_CHECK"] = json.dumps(check.to_dict(), sort_keys=True)
+    if guard is not None:
+        tags["GEOSR_GUARD"] = guard.get("reason") or f"kept {guard.get('wrote')}"
+    return tags
+
+
 def write_output(plan: Plan, store: TileStore, out: Path, config: RunConfig, clock: _Clock,
-                 temps: list[Path]) -> None:
+                 temps: list[Path], tags: dict[str, str] | None = None) -> None:
     """Mosaic the stored tiles into a temporary GeoTIFF (then a COG), renamed into place."""
     output = config.output
     with clock.stage("mosaic"):
         tmp = temp_path(out, ".tif")
         temps.append(tmp)
-        write_mosaic(plan, store, tmp, output, config.tiling.mosaic_block)
+        write_mosaic(plan, store, tmp, output, config.tiling.mosaic_block, tags)
     if output.cog:
         with clock.stage("cog"):
             cog = temp_path(out, ".cog.tif")
@@ -200,6 +245,10 @@ def run(
         out, plan, init = prepare(lr, guide, out_path, config)
     with clock.stage("stats"):
         plan = compute_stats(plan)
+    with clock.stage("self-check"):
+        plan, check, guard = guarded(plan, config, out, lr, guide)
+    if guard is not None and guard.get("fired"):
+        logger.info("guard: %s", guard["reason"])
 
     store = TileStore(store_path(out))
     temps: list[Path] = []
@@ -207,7 +256,7 @@ def run(
     try:
         store.open(plan.fingerprint())
         scene_summary = None
-        if plan.scene.mode != "tile":
+        if plan.scene.mode != "tile":  # (the guard's lanczos plan is in tile mode)
             with clock.stage("scene"):
                 plan, scene_summary = fit_scene_network(plan, store, config, init,
                                                         scene_progress)
@@ -218,7 +267,7 @@ def run(
                 f"the LR raster {plan.lr.path!r} has no valid pixel in any tile; check "
                 "--nodata / the file's nodata value"
             )
-        write_output(plan, store, out, config, clock, temps)
+        write_output(plan, store, out, config, clock, temps, check_tags(check, guard))
         ok = True
     except Exception:
         if not (output.keep_tiles or resume):
@@ -233,7 +282,9 @@ def run(
     stac_path = None
     if config.stac:
 
-        stac_path = str(write_item(plan, out, cog=output.cog))
+        props = {f"geosr:{k}": v for k, v in (("self_check", check and check.to_dict()),
+                                               ("guard", guard)) if v is not None}
+        stac_path = str(write_item(plan, out, cog=output.cog, properties=props))
     timings = dict(clock.seconds, total=clock.total())
     out_px = plan.grid.width * plan.grid.height
     return {
@@ -248,6 +299,8 @@ def run(
         "tiles": counts,
         "mode": plan.scene.to_dict(),
         "scene_fit": scene_summary,
+        "self_check": check.to_dict() if check is not None else None,
+        "guard": guard,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "output_megapixels": round(out_px / 1e6, 3),
         "megapixels_per_second": round(out_px / 1e6 / max(timings["total"], 1e-9), 3),

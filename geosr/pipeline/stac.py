@@ -84,8 +84,10 @@ def make_item(
     *,
     cog: bool = True,
     datetime: dt.datetime | None = None,
+    properties: dict[str, Any] | None = None,
 ) -> Any:
-    """A ``pystac.Item`` describing ``output`` made from ``plan``."""
+    """A ``pystac.Item`` describing ``output`` made from ``plan`` (``properties``: more
+    ``geosr:`` properties, e.g. the self-check's)."""
     import pystac
     from pystac.extensions.projection import ProjectionExtension
 
@@ -127,6 +129,7 @@ def make_item(
         "geosr:lr_band": plan.lr_band,
         "geosr:guide_bands": list(plan.guide_bands),
         "geosr:guide_resampling": plan.guide_resampling,
+        **(properties or {}),
     })
     item.add_asset("data", pystac.Asset(
         href=f"./{out.name}",
@@ -146,10 +149,11 @@ def write_item(
     *,
     cog: bool = True,
     datetime: dt.datetime | None = None,
+    properties: dict[str, Any] | None = None,
 ) -> Path:
     """Write the STAC item of ``output`` atomically next to it; return its path."""
     target = item_path(output)
-    item = make_item(plan, output, cog=cog, datetime=datetime)
+    item = make_item(plan, output, cog=cog, datetime=datetime, properties=properties)
     data = json.dumps(item.to_dict(include_self_link=False), indent=2).encode()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
