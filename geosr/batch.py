@@ -63,6 +63,7 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "tile_size": int,
     "overlap": int,
     "guard": lambda v: _flag(v),
+    "budget": str,
     "workers": int,
     "cog": lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes"),
     "datetime": str,
@@ -253,7 +254,7 @@ def scene_config(scene: Scene, defaults: dict[str, Any]) -> RunConfig:
         network=s.get("network"), tile_size=s.get("tile_size"), overlap=s.get("overlap"),
         workers=s.get("workers"), cog=s.get("cog", True), overwrite=s.get("overwrite"),
         creation_options=s.get("creation_options"), keep_tiles=s.get("keep_tiles"),
-        stac=s.get("stac", True), guard=_flag(s.get("guard", True)),
+        stac=s.get("stac", True), guard=_flag(s.get("guard", True)), budget=s.get("budget"),
     )
 
 

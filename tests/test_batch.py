@@ -122,10 +122,10 @@ def test_read_manifest__network_is_relative_to_the_manifest(tmp_path: Path) -> N
     assert scene_config(a, defaults).scene.network == str(tmp_path / "sub/nets/n.pt")
     cfg = scene_config(b, defaults).scene
     assert cfg.mode == "scene" and cfg.network == "/archive/default.pt"
-    # with tile mode (the default) the batch refuses before running any scene
+    # with tile mode the batch refuses before running any scene
     (tmp_path / "m.csv").write_text("lr,guide,output\na.tif,b.tif,o.tif\n")
     r = CliRunner().invoke(cli, ["batch", str(tmp_path / "m.csv"), "--scale", "4",
-                                 "--network", str(tmp_path / "n.pt")])
+                                 "--mode", "tile", "--network", str(tmp_path / "n.pt")])
     assert r.exit_code == 2 and "--network needs --mode scene or hybrid" in r.output
     assert not (tmp_path / "m.geosr").exists()
 

@@ -38,7 +38,7 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "stac": kw["stac"], "mode": kw["mode"], "scene_iterations": kw["scene_iterations"],
         "scene_crop": kw["scene_crop"], "hybrid_iterations": kw["hybrid_iterations"],
         "back_project": kw["back_project"], "prefit": kw["prefit"], "network": kw["network"],
-        "guard": kw["guard"] == "on",
+        "guard": kw["guard"] == "on", "budget": kw["budget"],
     }
 
 

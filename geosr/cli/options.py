@@ -133,11 +133,18 @@ method_option_opt = click.option(
 
 # -- mode: a network per tile, or one for the scene ----------------------------------------
 mode_opt = click.option(
-    "--mode", type=click.Choice(["tile", "scene", "hybrid"]), default="tile",
+    "--mode", type=click.Choice(["auto", "tile", "scene", "hybrid"]), default="auto",
     show_default=True,
     help="Learned methods: tile fits a network per tile (the papers' protocol); scene fits "
     "one network on random crops of the whole scene and applies it to every tile (much "
-    "faster on large scenes); hybrid fine-tunes that network per tile.",
+    "faster on large scenes); hybrid fine-tunes that network per tile; auto picks tile or "
+    "scene and the steps so that the run fits --budget, from a few steps timed on this "
+    "machine (cached). --dry-run shows the choice and the estimated time per stage.",
+)
+budget_opt = click.option(
+    "--budget", default=None, metavar="TIME",
+    help="Time --mode auto plans the run to take, e.g. 10m, 90s, 1h (default: 5m on a CPU, "
+    "10m on a GPU).",
 )
 scene_iterations_opt = click.option(
     "--scene-iterations", type=click.IntRange(min=1), default=None,
@@ -265,7 +272,7 @@ def common_options(f: F) -> F:
     return _stack(
         lr_opt, guide_opt, scale_opt, output_opt, example_opt,
         method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
-        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
+        mode_opt, budget_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
         back_project_opt, prefit_opt, network_opt, save_network_opt, guard_opt,
         lr_band_opt, guide_bands_opt, nodata_opt,
         tile_size_opt, overlap_opt, workers_opt,
@@ -280,7 +287,7 @@ def batch_options(f: F) -> F:
     per-scene inputs and output come from the manifest)."""
     return _stack(
         scale_opt, method_opt, iterations_opt, device_opt, seed_opt, method_option_opt,
-        mode_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
+        mode_opt, budget_opt, scene_iterations_opt, scene_crop_opt, hybrid_iterations_opt,
         back_project_opt, prefit_opt, network_opt, guard_opt, lr_band_opt, guide_bands_opt,
         nodata_opt, tile_size_opt, overlap_opt, workers_opt,
         resume_opt, scheduler_opt, cluster_workers_opt,

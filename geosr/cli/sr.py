@@ -24,6 +24,8 @@ from geosr.cluster import dask_client
 from geosr.errors import GeosrError, GridError, InputError, OptionError
 from geosr.evaluation.quicklook import check_quicklook_path, quicklook_for_run
 from geosr.models.api import super_resolve
+from geosr.pipeline.auto import resolve as resolve_auto
+from geosr.pipeline.auto import total as auto_total
 from geosr.pipeline.config import RunConfig, run_config
 from geosr.pipeline.plan import make_plan
 from geosr.pipeline.runner import run
@@ -109,6 +111,7 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
     if mode == "json":
 
         rep = JsonProgress(sys.stderr)
+        rep.start_heartbeat()
         return None, rep.tiles, rep
     if mode == "none" or (mode == "auto" and kw["quiet"]):
         return None, None, None
@@ -130,6 +133,8 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
     finally:
         if bar is not None:
             bar.close()
+        if rep is not None:
+            rep.stop_heartbeat()
     if summary is None:  # --dry-run
         return
     if rep is not None:
@@ -141,6 +146,12 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
             click.echo(f"{summary['output']} exists: nothing to resume (pass --overwrite to "
                        "recompute it)", err=True)
             return
+        if summary.get("auto"):
+            a = summary["auto"]
+            steps = f", {a['iterations']} steps" if a.get("iterations") else ""
+            click.echo(f"auto: {a['mode']} mode{steps} (estimated "
+                       f"{a['estimated_total_seconds'] / 60:.1f} min, took "
+                       f"{a['actual_total_seconds'] / 60:.1f} min)", err=True)
         if summary.get("self_check"):
             sc = summary["self_check"]
             click.echo(f"self-check: {sc['method']} {sc['ratio_to_lanczos']:.2f}× lanczos at "
@@ -166,30 +177,32 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
 
 
 
-def _scene_progress(kw: dict[str, Any], rep: Any) -> Any:
-    """Callback for the scene network's fit: JSON events, a bar, or None."""
-    if (kw.get("mode") or "tile") == "tile":
-        return None
+def _fit_progress(kw: dict[str, Any], rep: Any, kind: str) -> Any:
+    """Callback ``(step, total, loss)`` for the optimisation steps of a fit: JSON events
+    (``kind``: the self-check, the scene network or the tiles' steps), a bar with an ETA,
+    or None."""
     if rep is not None:
-        return rep.scene
+        return {"self-check": rep.check, "scene": rep.scene, "steps": rep.steps}[kind]
     mode = kw.get("progress_mode", "auto")
     if mode == "none" or (mode == "auto" and kw["quiet"]):
         return None
     from tqdm import tqdm
 
+    desc = {"self-check": "self-check", "scene": "scene network", "steps": "tile fits"}[kind]
     holder: list[Any] = []
 
     def update(step: int, total: int, loss: float) -> None:
+        if holder and holder[0].total != total:  # a new fit (the self-check runs several)
+            holder.pop().close()
         if not holder:
-            holder.append(tqdm(total=total, unit="step", desc="scene network",
-                               dynamic_ncols=True, file=click.get_text_stream("stderr"),
-                               leave=False))
+            holder.append(tqdm(total=total, unit="step", desc=desc, dynamic_ncols=True,
+                               file=click.get_text_stream("stderr"), leave=False))
         bar = holder[0]
         bar.n = step
         bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         bar.refresh()
         if step == total:
-            bar.close()
+            holder.pop().close()
 
     return update
 
@@ -210,6 +223,7 @@ def config_from_flags(kw: dict[str, Any], *, scale: int, preset: str | None,
         overwrite=kw["overwrite"], creation_options=kw["creation_options"],
         keep_tiles=kw["keep_tiles"], stac=kw.get("stac", False),
         save_network=kw.get("save_network"), guard=kw.get("guard", "on") == "on",
+        budget=kw.get("budget"),
     )
 
 
@@ -221,8 +235,12 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
             if kw["dry_run"]:
 
                 out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
+                config, choice = resolve_auto(lr, guide, config)
                 plan = make_plan(lr, guide, config)
                 info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
+                if choice is not None:
+                    info["auto"] = choice.to_dict()
+                    info["auto"]["estimated_total_seconds"] = round(auto_total(choice.estimate), 1)
                 click.echo(json.dumps(info, indent=2, default=str))
                 return None
             if kw.get("quicklook"):
@@ -237,7 +255,10 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 summary = run(
                     lr, guide, kw["output"], config, progress=update,
                     on_stage=rep.stage if rep is not None else None, client=client,
-                    resume=kw.get("resume", False), scene_progress=_scene_progress(kw, rep),
+                    resume=kw.get("resume", False),
+                    scene_progress=_fit_progress(kw, rep, "scene"),
+                    check_progress=_fit_progress(kw, rep, "self-check"),
+                    step_progress=_fit_progress(kw, rep, "steps"),
                 )
             if reference is not None and summary.get("status") != "exists":
                 summary["example"] = _score_example(summary["output"], lr, guide, reference,

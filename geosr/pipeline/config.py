@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -120,7 +121,8 @@ def method_options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 
-MODES = ("tile", "scene", "hybrid")
+#: ``auto`` picks one of the others from a time budget (:mod:`geosr.pipeline.auto`)
+MODES = ("tile", "scene", "hybrid", "auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,7 +182,7 @@ class SceneConfig:
 
 def check_mode(method: str, mode: str) -> None:
     """Scene and hybrid modes need a learned method whose network is image-agnostic."""
-    if mode == "tile":
+    if mode in ("tile", "auto"):
         return
     cls = get_method_class(method)
     if cls.deterministic:
@@ -215,7 +217,9 @@ class RunConfig:
     """Everything that decides a run's output: one frozen, validated object per run.
 
     Built by :func:`run_config` from flat settings (the CLI's flags, a batch manifest's
-    columns, :func:`geosr.super_resolve_xr`'s keywords), or directly. ``method_options``
+    columns), or directly (as :func:`geosr.super_resolve_xr` does from its keywords). The
+    user-facing defaults (``mode="auto"``, the guard on) are :func:`run_config`'s; a
+    configuration built directly runs exactly what it names (tile mode, no guard). ``method_options``
     are the method's own options (``geosr methods``), kept as sorted ``(name, value)``
     pairs; they are checked against the method when the configuration is built, as are
     the scale and the mode.
@@ -237,8 +241,12 @@ class RunConfig:
     #: also write the scene network (scene/hybrid modes) to this file
     save_network: str | None = None
     #: check the method on the input's coarser copy first and write GDAL's lanczos instead
-    #: where it would not beat it (:mod:`geosr.pipeline.selfcheck`); resamplers skip it
-    guard: bool = True
+    #: where it would not beat it (:mod:`geosr.pipeline.selfcheck`); resamplers skip it.
+    #: Off in a ``RunConfig`` built directly (it runs what it says), on by default in
+    #: :func:`run_config` (the CLI and batch manifests), as ``mode="auto"`` is
+    guard: bool = False
+    #: seconds that ``mode="auto"`` plans the run to take (None: 5 min on a CPU, 10 on a GPU)
+    budget: float | None = None
 
     def __post_init__(self) -> None:
         items = self.method_options
@@ -294,6 +302,7 @@ def run_config(
     stac: bool | None = None,
     save_network: str | os.PathLike[str] | None = None,
     guard: bool | None = None,
+    budget: str | float | None = None,
 ) -> RunConfig:
     """The run configuration of flat settings: the one place where they become configs.
 
@@ -310,7 +319,7 @@ def run_config(
     opts.update(options or {})
     scene_defaults = SceneConfig()
     scene = SceneConfig(
-        mode=mode or "tile",
+        mode=mode or "auto",
         iterations=scene_iterations,
         crop=scene_crop or scene_defaults.crop,
         hybrid_iterations=hybrid_iterations or scene_defaults.hybrid_iterations,
@@ -333,5 +342,26 @@ def run_config(
         guide_bands=None if guide_bands is None else tuple(guide_bands), nodata=nodata,
         guide_resampling=guide_resampling, scene=scene, tiling=tiling, output=output,
         stac=bool(stac), save_network=None if save_network is None else os.fspath(save_network),
-        guard=True if guard is None else bool(guard),
+        guard=True if guard is None else bool(guard), budget=parse_budget(budget),
     )
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """``"10m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or a number of seconds -> seconds."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        s = text.strip().lower().replace(" ", "")
+        if re.fullmatch(r"\d+(\.\d+)?", s):
+            value = float(s)
+        else:
+            parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", s)
+            if not parts or "".join(a + u for a, u in parts) != s:
+                raise OptionError(f"cannot read the budget {text!r}; write e.g. 10m, 90s or "
+                                  "1h30m")
+            value = sum(float(a) * {"h": 3600, "m": 60, "s": 1}[u] for a, u in parts)
+    if not value > 0:
+        raise OptionError(f"the budget must be > 0, got {text!r}")
+    return value

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -39,6 +40,9 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError
+from geosr.pipeline.auto import Choice
+from geosr.pipeline.auto import resolve as resolve_auto
+from geosr.pipeline.auto import total as auto_total
 from geosr.pipeline.config import (
     ProgressCallback,
     RunConfig,
@@ -58,6 +62,9 @@ from geosr.raster.io import check_output_path, remove_stale_temps, temp_path, to
 from geosr.raster.store import TileStore, store_path
 
 logger = logging.getLogger(__name__)
+
+#: ``progress(step, total, loss)`` of an optimisation
+FitProgress = Callable[[int, int, float], None]
 
 
 def scene_network(
@@ -117,20 +124,24 @@ def finished_output(lr: str, guide: str, out: Path, config: RunConfig,
             "tiles": None, "seconds": {"total": round(clock.total(), 3)}}
 
 
-def prepare(lr: str, guide: str, out_path: str | os.PathLike[str],
-            config: RunConfig) -> tuple[Path, Plan, bytes | None]:
-    """Check the output paths, plan the work and load a given network file (so that a bad
-    one fails before any work): ``(output path, plan, network weights or None)``."""
+def prepare(lr: str, guide: str, out_path: str | os.PathLike[str], config: RunConfig,
+            ) -> tuple[Path, RunConfig, Plan, bytes | None, Choice | None]:
+    """Check the output paths, resolve ``auto`` mode, plan the work and load a given network
+    file (so that a bad one fails before any work): ``(output path, the configuration run,
+    plan, network weights or None, auto mode's choice or None)``."""
     out = check_output_path(out_path, overwrite=config.output.overwrite, inputs=(lr, guide))
     if config.save_network is not None:
         check_output_path(config.save_network, overwrite=config.output.overwrite,
                           inputs=(lr, guide))
+    config, choice = resolve_auto(lr, guide, config)
+    if choice is not None:
+        logger.info("auto: %s", choice.reason)
     plan = make_plan(lr, guide, config)
     init = None
     if plan.scene.network is not None:
 
         init = load_network(plan.scene.network, plan)
-    return out, plan, init
+    return out, config, plan, init, choice
 
 
 def fit_scene_network(plan: Plan, store: TileStore, config: RunConfig, init: bytes | None,
@@ -147,22 +158,26 @@ def fit_scene_network(plan: Plan, store: TileStore, config: RunConfig, init: byt
     return plan, summary
 
 
-def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig) -> np.ndarray:
-    """The self-check's run on the coarse copy: the pipeline, then the output's band 1."""
+def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig,
+               progress: FitProgress | None = None) -> np.ndarray:
+    """The self-check's run on the coarse copy: the pipeline (``progress(step, total,
+    loss)`` follows its fits), then the output's band 1."""
     import rasterio
 
-    run(lr, guide, out, config)
+    run(lr, guide, out, config, scene_progress=progress, step_progress=progress)
     with rasterio.open(out) as src:
         return src.read(1, masked=True).astype(np.float32).filled(np.nan)
 
 
 def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
+            progress: FitProgress | None = None,
             ) -> tuple[Plan, SelfCheck | None, dict[str, Any] | None]:
     """The self-check of the plan's method, and the plan to run: the plan itself, or, where
     the self-check says the method would not beat lanczos, a lanczos plan (the guard)."""
     if not config.guard or is_resampler(plan.method):
         return plan, None, None
-    check = self_check(plan, config, run_coarse, workdir=out.parent)
+    check = self_check(plan, config, functools.partial(run_coarse, progress=progress),
+                       workdir=out.parent)
     if check is None:
         return plan, None, {"fired": False, "reason": "the LR is too small for a coarser copy"}
     logger.info("%s", check.line())
@@ -182,10 +197,26 @@ def check_tags(check: SelfCheck | None, guard: dict[str, Any] | None) -> dict[st
     """Dataset tags recording the self-check and the guard's decision."""
     tags = {}
     if check is not None:
-        tags["GEOSR_SELF_CHECK"] = json.dumps(check.to_dict(), sort_keys=True)
+        # no wall time in the tags: a resumed run writes the same bytes
+        tags["GEOSR_SELF_CHECK"] = json.dumps(
+            {k: v for k, v in check.to_dict().items() if k != "seconds"}, sort_keys=True)
     if guard is not None:
         tags["GEOSR_GUARD"] = guard.get("reason") or f"kept {guard.get('wrote')}"
     return tags
+
+
+def auto_summary(choice: Choice | None, seconds: dict[str, float]) -> dict[str, Any] | None:
+    """Auto mode's choice with the measured seconds next to the estimated ones."""
+    if choice is None:
+        return None
+    d = choice.to_dict()
+    io = sum(seconds.get(k, 0.0) for k in ("plan", "stats", "mosaic", "cog"))
+    actual = {"self_check": seconds.get("self-check", 0.0), "scene": seconds.get("scene", 0.0),
+              "tiles": seconds.get("tiles", 0.0), "io": io}
+    d["actual_seconds"] = {k: round(v, 1) for k, v in actual.items() if k in choice.estimate}
+    d["estimated_total_seconds"] = round(auto_total(choice.estimate), 1)
+    d["actual_total_seconds"] = round(seconds.get("total", 0.0), 1)
+    return d
 
 
 def write_output(plan: Plan, store: TileStore, out: Path, config: RunConfig, clock: _Clock,
@@ -218,7 +249,9 @@ def run(
     on_stage: StageCallback | None = None,
     client: Any = None,
     resume: bool = False,
-    scene_progress: Callable[[int, int, float], None] | None = None,
+    scene_progress: FitProgress | None = None,
+    check_progress: FitProgress | None = None,
+    step_progress: FitProgress | None = None,
 ) -> dict[str, Any]:
     """Super-resolve a georeferenced LR raster with a guide raster into ``out_path``, as
     ``config`` (:class:`RunConfig`, e.g. from :func:`run_config`) says.
@@ -228,7 +261,10 @@ def run(
     left at ``out_path`` and no temporary file remains.
 
     ``progress(done, total)`` follows the tiles, ``on_stage(name)`` the stages,
-    ``scene_progress(step, total, loss)`` the scene network's fit (scene and hybrid modes).
+    ``scene_progress(step, total, loss)`` the scene network's fit (scene and hybrid modes),
+    ``check_progress`` the self-check's fits, and ``step_progress(step, total, loss)`` the
+    optimisation steps of the tiles' own fits (tile and hybrid modes, counted over all tiles;
+    local threads only: a cluster reports whole tiles).
     ``client``: a ``distributed.Client`` to run the tile tasks on (default: local threads).
     ``resume``: continue an interrupted run: intact tiles of its store are reused, the store
     is kept when this run fails too, and an existing output means the job is finished
@@ -242,11 +278,11 @@ def run(
         if Path(out_path).is_file() and not output.overwrite:
             return finished_output(lr, guide, Path(out_path), config, clock)
     with clock.stage("plan", announce=False):
-        out, plan, init = prepare(lr, guide, out_path, config)
+        out, config, plan, init, choice = prepare(lr, guide, out_path, config)
     with clock.stage("stats"):
         plan = compute_stats(plan)
     with clock.stage("self-check"):
-        plan, check, guard = guarded(plan, config, out, lr, guide)
+        plan, check, guard = guarded(plan, config, out, lr, guide, check_progress)
     if guard is not None and guard.get("fired"):
         logger.info("guard: %s", guard["reason"])
 
@@ -261,7 +297,8 @@ def run(
                 plan, scene_summary = fit_scene_network(plan, store, config, init,
                                                         scene_progress)
         with clock.stage("tiles"):
-            counts = run_tiles(plan, str(store.path), progress=progress, client=client)
+            counts = run_tiles(plan, str(store.path), progress=progress, client=client,
+                               step_progress=step_progress)
         if counts["done"] + counts["reused"] == 0:
             raise InputError(
                 f"the LR raster {plan.lr.path!r} has no valid pixel in any tile; check "
@@ -300,6 +337,7 @@ def run(
         "mode": plan.scene.to_dict(),
         "scene_fit": scene_summary,
         "self_check": check.to_dict() if check is not None else None,
+        "auto": auto_summary(choice, timings),
         "guard": guard,
         "seconds": {k: round(v, 3) for k, v in timings.items()},
         "output_megapixels": round(out_px / 1e6, 3),

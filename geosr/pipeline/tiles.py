@@ -7,7 +7,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,8 @@ def predict_normalised(
 
     mode = plan.scene.mode
     if mode == "tile":
-        return get_method(plan.method, **plan.options)(x, guide, plan.scale, mask=valid)
+        return get_method(plan.method, **plan.options)(x, guide, plan.scale, mask=valid,
+                                                       progress=_STEP_HOOK)
     if plan.scene_state is None:
         raise ValueError(f"mode {mode!r} needs the scene network; call geosr.pipeline.scene.fit_scene")
     if mode == "scene":
@@ -49,7 +50,8 @@ def predict_normalised(
     opts = {**plan.options, "iterations": plan.scene.hybrid_iterations,
             "back_project": plan.scene.back_project}
     method = get_method(plan.method, **opts)
-    res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state)
+    res = method.fit(x, guide, plan.scale, valid, init_state=plan.scene_state,
+                     progress=_STEP_HOOK)
     return res.prediction.astype(np.float32)
 
 
@@ -134,9 +136,13 @@ def run_tiles(
     *,
     progress: ProgressCallback | None = None,
     client: Any = None,
+    step_progress: Callable[[int, int, float], None] | None = None,
 ) -> dict[str, int]:
     """Run every tile as a dask task: on the local threaded scheduler (``plan.workers``
-    threads), or on the ``distributed`` cluster of ``client`` when one is given."""
+    threads), or on the ``distributed`` cluster of ``client`` when one is given.
+
+    ``step_progress(step, total, loss)``: the tiles' optimisation steps, counted over all
+    tiles (tile and hybrid modes of learned methods, local threads only)."""
     if client is not None:
         return _run_tiles_distributed(plan, store_dir, client, progress)
     import dask
@@ -159,9 +165,51 @@ def run_tiles(
                 if progress is not None:
                     progress(done[0], total)
 
-    with _Progress():
+    steps = tile_fit_steps(plan)
+    with _Progress(), _StepCounter(step_progress, steps * total if steps else 0):
         results = dask.compute(*tasks, scheduler="threads", num_workers=plan.workers)
     return _count(results, total)
+
+
+def tile_fit_steps(plan: Plan) -> int:
+    """Optimisation steps of one tile's fit (0: tiles fit nothing)."""
+    if is_deterministic(plan.method) or plan.scene.mode == "scene":
+        return 0
+    if plan.scene.mode == "hybrid":
+        return plan.scene.hybrid_iterations
+    opts = plan.options
+    return int(opts.get("iterations", get_method(plan.method, **opts).options.iterations))
+
+
+class _StepCounter:
+    """Counts the steps of the tiles' fits in this process while a run's tiles run, and
+    hands ``(steps so far, steps of all tiles, loss)`` to ``callback``."""
+
+    def __init__(self, callback: Callable[[int, int, float], None] | None, total: int) -> None:
+        self.callback, self.total = callback, total
+        self.done = 0
+        self.lock = threading.Lock()
+
+    def step(self, step: int, total: int, loss: float) -> None:
+        with self.lock:
+            self.done += 1
+            done = self.done
+        if self.callback is not None:
+            self.callback(min(done, self.total), self.total, loss)
+
+    def __enter__(self) -> _StepCounter:
+        global _STEP_HOOK
+        if self.callback is not None and self.total:
+            _STEP_HOOK = self.step
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        global _STEP_HOOK
+        _STEP_HOOK = None
+
+
+#: the running local tiles' step counter (learned tiles run one at a time per process)
+_STEP_HOOK: Callable[[int, int, float], None] | None = None
 
 
 def tile_resources(plan: Plan, client: Any) -> dict[str, float] | None:

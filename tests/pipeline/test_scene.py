@@ -250,7 +250,7 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
                                "scene_iterations": 50})
     assert kw.scene == SceneConfig(mode="hybrid", iterations=50, hybrid_iterations=7)
     kw = scene_config(Scene("b", "lr.tif", "g.tif", "o.tif"), {"scale": 4})
-    assert kw.scene.mode == "tile" and kw.scene.back_project == 10
+    assert kw.scene.mode == "auto" and kw.scene.back_project == 10 and kw.guard
     assert "back_project" not in kw.options  # MMSR's own default applies
     sc = Scene("c", "lr.tif", "g.tif", "o.tif", (("mode", "scene"), ("back_project", 0)))
     kw = scene_config(sc, {"scale": 4, "back_project": 10})
@@ -264,16 +264,37 @@ def test_batch__mode_per_scene_and_from_defaults() -> None:
                             {"scale": 4, "prefit": 300}).options["prefit"] == 300
 
 
-def test_json_progress__scene_events_every_tenth_step_and_the_last() -> None:
+def test_json_progress__fit_events_first_last_and_at_most_a_second_apart(monkeypatch) -> None:
     import io
+
+    from geosr.cli import progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    buf = io.StringIO()
+    rep = progress.JsonProgress(buf)
+    for step in range(1, 26):
+        clock[0] += 0.3  # a 0.3 s step: an event every fourth step or so
+        rep.scene(step, 25, 0.5)
+    events = [json.loads(line) for line in buf.getvalue().splitlines()]
+    steps = [e["step"] for e in events]
+    assert steps[0] == 1 and steps[-1] == 25 and 7 <= len(steps) <= 10
+    assert all(b - a <= 4 for a, b in zip(steps, steps[1:], strict=False))
+    pct = [e["percent"] for e in events]
+    assert pct == sorted(pct) and 30.0 <= pct[0] < pct[-1] == 55.0
+
+
+def test_json_progress__heartbeat_while_nothing_happens() -> None:
+    import io
+    import time
 
     from geosr.cli.progress import JsonProgress
 
     buf = io.StringIO()
     rep = JsonProgress(buf)
-    for step in range(1, 26):
-        rep.scene(step, 25, 0.5)
-    events = [json.loads(line) for line in buf.getvalue().splitlines()]
-    assert [e["step"] for e in events] == [10, 20, 25]
-    pct = [e["percent"] for e in events]
-    assert pct == sorted(pct) and 3.0 < pct[0] < pct[-1] == 5.0
+    rep.stage("tiles")
+    rep.start_heartbeat()
+    time.sleep(2.2)
+    rep.done(output="x")
+    events = [json.loads(line)["event"] for line in buf.getvalue().splitlines()]
+    assert events[0] == "stage" and events[-1] == "done" and "alive" in events

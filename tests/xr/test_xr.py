@@ -112,7 +112,7 @@ def test_super_resolve_xr__equals_pipeline(scene: dict[str, Any], method: str,
 
 def test_super_resolve_xr__equals_cli_and_keeps_2d(scene: dict[str, Any]) -> None:
     out = scene["dir"] / "cli.tif"
-    r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--lr", scene["lr"],
+    r = CliRunner().invoke(cli, ["sr", "--method", "guided-filter", "--guard", "off", "--lr", scene["lr"],
                                  "--guide", scene["guide"], "--scale", "4", "-o", str(out),
                                  "-q"], catch_exceptions=False)
     assert r.exit_code == 0, r.output

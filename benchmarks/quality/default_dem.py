@@ -1,0 +1,160 @@
+"""The default ``geosr dem-sr`` against GDAL's resamplers on every real elevation pair.
+
+For each pair (a DSM or vegetation-height raster and its image) and scale: the HR target is
+average-pooled into the LR GeoTIFF, ``geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT``
+runs with no other option (auto mode, the guard on), and its output is scored with the DEM
+metrics against the target, next to ``gdalwarp -r lanczos`` / ``-r cubic`` of the same LR
+(``geosr sr --method lanczos|cubic``: bit-identical to rasterio's warp). The self-check's
+predicted ratio (on the coarser copy) is recorded next to the true one.
+
+Pairs: the Mashhad Elevation1 DSM (west part) with its Pléiades orthophoto, the IGN lidar HD
+DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4-band guide
+(not georeferenced: written as GeoTIFFs on a local 1 m grid, guide bands 1-3).
+
+    python benchmarks/quality/default_dem.py --scales 4 --json benchmarks/quality/results/default_dem_x4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from geosr.evaluation.bench import pool_reference  # noqa: E402
+from geosr.evaluation.metrics import dem_metrics  # noqa: E402
+
+SHARED = Path(os.environ.get("GEOSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
+    """name -> (HR target GeoTIFF, guide GeoTIFF, extra CLI args)."""
+    out: dict[str, tuple[Path, Path, list[str]]] = {}
+    m = SHARED / "geo_mashhad_elevation1_pleiades"
+    if m.is_dir():
+        out["mashhad_dsm"] = (m / "dsm_west_1m.tif", m / "ortho_rgb_west_0p5m.tif", [])
+    ign = SHARED / "lidar_dsm_rgb"
+    if ign.is_dir():
+        out["ign_lidar_dsm"] = (ign / "ign_lidarhd_870000_6618000_dsm_0p5m.tif",
+                                ign / "ign_lidarhd_870000_6618000_rgb_0p5m.tif", [])
+    for i in (0, 1):
+        f = SHARED / "geo_pixtransform_vhm" / f"vhm_scene{i}.npz"
+        if not f.exists():
+            continue
+        with np.load(f) as z:
+            target, guide = z["target"].astype(np.float32), z["guide"].astype(np.float32)
+        t = Affine(1.0, 0, 600000.0, 0, -1.0, 5200000.0)
+        tp, gp = work / f"vhm{i}_target.tif", work / f"vhm{i}_guide.tif"
+        for path, arr in ((tp, target[None]), (gp, guide)):
+            with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2],
+                               height=arr.shape[1], count=arr.shape[0], dtype="float32",
+                               crs="EPSG:32632", transform=t) as dst:
+                dst.write(arr)
+        out[f"vhm_scene{i}"] = (tp, gp, ["--guide-bands", "1,2,3"])
+    return out
+
+
+def score(out: Path, target: Path) -> dict[str, float]:
+    with rasterio.open(out) as o, rasterio.open(target) as t:
+        pred = o.read(1, masked=True).astype(np.float64).filled(np.nan)
+        ref = t.read(1, masked=True).astype(np.float64).filled(np.nan)[: o.height, : o.width]
+        px = abs(t.transform.a)
+    return dem_metrics(pred, ref, px)
+
+
+def geosr(*args: str) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "geosr", *args, "--json", "-q"],
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return json.loads(r.stdout), wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scales", default="4")
+    ap.add_argument("--pairs", default=None, help="comma-separated pair names (default all)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    result: dict = {"command": "geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
+                    "rows": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, (target, guide, extra) in pairs(work).items():
+            if args.pairs and name not in args.pairs.split(","):
+                continue
+            for s in (int(x) for x in args.scales.split(",")):
+                lr = work / f"{name}_lr_x{s}.tif"
+                pool_reference(target, lr, s)
+                row: dict = {"pair": name, "scale": s}
+                for k in ("lanczos", "cubic", "bicubic"):
+                    out = work / f"{name}_{k}_x{s}.tif"
+                    geosr("sr", "--method", k, "--lr", str(lr), "--guide", str(guide), "--scale",
+                          str(s), "-o", str(out), "--overwrite", *extra)
+                    row[k] = score(out, target)
+                out = work / f"{name}_default_x{s}.tif"
+                summary, wall = geosr("dem-sr", "--lr", str(lr), "--guide", str(guide),
+                                      "--scale", str(s), "-o", str(out), "--overwrite", *extra)
+                row["default"] = score(out, target)
+                row["wall_seconds"] = round(wall, 1)
+                row["stage_seconds"] = summary.get("seconds")
+                row["auto"] = summary.get("auto")
+                row["self_check"] = summary.get("self_check")
+                row["guard"] = summary.get("guard")
+                row["output_megapixels"] = summary.get("output_megapixels")
+                lz = row["lanczos"]["rmse"]
+                row["ratio_to_lanczos"] = row["default"]["rmse"] / lz
+                row["slope_ratio_to_lanczos"] = (row["default"]["slope_rmse_deg"]
+                                                 / row["lanczos"]["slope_rmse_deg"])
+                fired = bool((row["guard"] or {}).get("fired"))
+                method_rmse = row["default"]["rmse"]
+                if fired:  # what the method itself gives, for the self-check's table
+                    out2 = work / f"{name}_unguarded_x{s}.tif"
+                    geosr("dem-sr", "--lr", str(lr), "--guide", str(guide), "--scale", str(s),
+                          "-o", str(out2), "--overwrite", "--guard", "off", *extra)
+                    row["unguarded"] = score(out2, target)
+                    method_rmse = row["unguarded"]["rmse"]
+                row["method_ratio_to_lanczos"] = method_rmse / lz
+                sc = row["self_check"]
+                if sc:
+                    row["predicted_ratio"] = sc["ratio_to_lanczos"]
+                    row["prediction_agrees"] = (sc["ratio_to_lanczos"] < 1) == (method_rmse < lz)
+                print(json.dumps({k: row[k] for k in ("pair", "scale", "ratio_to_lanczos",
+                                                      "wall_seconds")}
+                                 | {"predicted": row.get("predicted_ratio"),
+                                    "guard": (row["guard"] or {}).get("fired")}),
+                      file=sys.stderr, flush=True)
+                result["rows"].append(row)
+                if args.json:
+                    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    rows = result["rows"]
+    for s in sorted({r["scale"] for r in rows}):
+        rs = [r for r in rows if r["scale"] == s]
+        result.setdefault("mean", {})[f"x{s}"] = {
+            "pairs": len(rs),
+            "ratio_to_lanczos": float(np.mean([r["ratio_to_lanczos"] for r in rs])),
+            "worst_ratio_to_lanczos": float(max(r["ratio_to_lanczos"] for r in rs)),
+            "slope_rmse_deg": float(np.mean([r["default"]["slope_rmse_deg"] for r in rs])),
+            "lanczos_slope_rmse_deg": float(np.mean([r["lanczos"]["slope_rmse_deg"] for r in rs])),
+            "wall_seconds": float(np.mean([r["wall_seconds"] for r in rs])),
+        }
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result.get("mean"), indent=1))
+
+
+if __name__ == "__main__":
+    main()

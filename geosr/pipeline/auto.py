@@ -1,0 +1,222 @@
+"""``--mode auto``: choose the mode and the step counts that fit a time budget.
+
+The cost model is measured on the running machine: a few timed optimisation steps of the
+method on a random scene crop, and one timed inference of a tile, cached per machine, method,
+options, sizes, device and thread count in ``$XDG_CACHE_HOME/geosr/cost-model.json``. From
+it and the plan (output size, tiles), :func:`choose`:
+
+- runs deterministic methods, and learned methods that cannot share one network across a
+  scene (P2P, CMSR), in ``tile`` mode as they are;
+- takes ``tile`` mode (a 1000-step fit per tile, the papers' protocol) where the tiles' fits
+  and the self-check on the coarser copy fit in the budget (a GPU on a small scene);
+- otherwise ``scene`` mode on crops of :data:`SCENE_CROP` LR pixels, with as many steps as
+  the budget leaves once the self-check (the same fit on the coarser copy), the tiles'
+  inference and the mosaic are paid: between :data:`MIN_STEPS` and :data:`MAX_STEPS`.
+
+It returns the estimated seconds per stage, which ``--dry-run`` prints and the run's summary
+puts next to the measured ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from geosr.models import get_method, get_method_class
+from geosr.pipeline.config import RunConfig, SceneConfig, is_deterministic, is_resampler
+from geosr.pipeline.plan import Plan, make_plan
+
+#: default budgets (seconds) when none is given: a CPU and a GPU
+DEFAULT_BUDGET = {"cpu": 300.0, "cuda": 600.0}
+SCENE_CROP = 32
+MIN_STEPS, MAX_STEPS = 100, 1000
+#: seconds per output pixel of statistics, mosaic and COG (measured on the example scenes)
+IO_SECONDS_PER_PIXEL = 2e-6
+
+
+def _device(config: RunConfig) -> str:
+    import torch
+
+    want = str(config.options.get("device", "auto"))
+    if want == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if want.startswith("cuda") else "cpu"
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
+                       cpu)
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    return f"{platform.node()}|{cpu}|{gpu}|threads={torch.get_num_threads()}"
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "geosr" / "cost-model.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """Measured seconds: one scene-fit step on a crop, and inference per HR pixel."""
+
+    step_seconds: float
+    infer_seconds_per_pixel: float
+    crop: int
+    measured: bool = True
+
+
+def measure(method: str, options: dict[str, Any], scale: int, channels: int, crop: int,
+            device: str) -> Costs:
+    """Time the method here: fit steps on a random ``crop``² LR sample, one inference; cached."""
+    opts = {k: v for k, v in options.items() if k not in ("iterations", "prefit")}
+    key = hashlib.sha256(json.dumps(
+        [_machine(), device, method, opts, scale, channels, crop], sort_keys=True,
+        default=str).encode()).hexdigest()[:24]
+    path = cache_path()
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return Costs(**cache[key])
+    rng = np.random.default_rng(0)
+    lr = rng.normal(size=(1, crop, crop)).astype(np.float32)
+    guide = rng.normal(size=(channels, crop * scale, crop * scale)).astype(np.float32)
+    mask = np.ones_like(lr, dtype=bool)
+    m = get_method(method, **{**opts, "device": device})
+
+    def fit(steps: int) -> tuple[float, bytes]:
+        t = time.perf_counter()
+        state, _ = m.fit_scene(lambda step: (lr, guide, mask), channels, scale,
+                               iterations=steps)
+        return time.perf_counter() - t, state
+
+    fit(1)  # warm-up: allocations, kernels
+    t1, _ = fit(2)
+    t2, state = fit(6)
+    step = max((t2 - t1) / 4, 1e-4)
+    big = 2 * crop
+    lr2 = rng.normal(size=(1, big, big)).astype(np.float32)
+    g2 = rng.normal(size=(channels, big * scale, big * scale)).astype(np.float32)
+    t = time.perf_counter()
+    m.predict_from(state, lr2, g2, scale)
+    infer = (time.perf_counter() - t) / (big * scale) ** 2
+    costs = Costs(step, infer, crop)
+    cache[key] = dataclasses.asdict(costs)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: measure again next time
+        pass
+    return costs
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """What auto mode chose, why, and the estimated seconds per stage."""
+
+    mode: str
+    reason: str
+    budget: float
+    estimate: dict[str, float]
+    iterations: int | None = None
+    costs: Costs | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"mode": self.mode, "reason": self.reason, "budget_seconds": self.budget,
+             "estimated_seconds": {k: round(v, 1) for k, v in self.estimate.items()}}
+        if self.iterations is not None:
+            d["iterations"] = self.iterations
+        if self.costs is not None:
+            d["cost_model"] = dataclasses.asdict(self.costs)
+        return d
+
+
+def choose(config: RunConfig, plan: Plan, budget: float | None = None,
+           costs: Costs | None = None) -> tuple[RunConfig, Choice]:
+    """The concrete configuration of an ``auto`` run and the choice made (``plan``: the
+    run's plan in tile mode; ``costs``: the cost model, measured here when None)."""
+    device = "cpu" if is_deterministic(config.method) else _device(config)
+    budget = float(budget if budget is not None else DEFAULT_BUDGET[device])
+    out_px = plan.grid.width * plan.grid.height
+    io = IO_SECONDS_PER_PIXEL * out_px
+    tile_cfg = dataclasses.replace(config, scene=dataclasses.replace(config.scene, mode="tile"))
+    cls = get_method_class(config.method)
+    if is_deterministic(config.method) or not getattr(cls, "scene_modes", False):
+        why = ("a deterministic method" if is_deterministic(config.method) else
+               f"{config.method} fits a network tied to one image")
+        return tile_cfg, Choice("tile", f"{why}: tile mode", budget, {"io": io})
+    s = plan.scale
+    channels = len(plan.guide_bands)
+    costs = costs or measure(config.method, config.options, s, channels, SCENE_CROP, device)
+    per_px_step = costs.step_seconds / (costs.crop * s) ** 2
+    lay = plan.layout
+    tile_px = lay.predicted_pixels() * s * s
+    iters = int(config.options.get("iterations", 1000))
+    tile_fit = iters * per_px_step * tile_px
+    tile_total = tile_fit * (1 + 1 / s**2) + io
+    if tile_total <= budget:
+        est = {"tiles": tile_fit, "io": io}
+        if config.guard:
+            est["self_check"] = tile_fit / s**2
+        return tile_cfg, Choice(
+            "tile", f"{len(lay)} tile fits of {iters} steps fit the budget", budget, est,
+            iters, costs)
+    infer = costs.infer_seconds_per_pixel * tile_px
+    infer_check = infer / s**2
+    # a step costs about its crop's pixels; crops are clipped to the scene (and the self-check's
+    # to its coarser copy, scale² times smaller)
+    h, w = plan.grid.lr_window.height, plan.grid.lr_window.width
+    step = costs.step_seconds * (min(SCENE_CROP, h, w) / costs.crop) ** 2
+    step_check = costs.step_seconds * (max(4, min(SCENE_CROP, h // s, w // s)) / costs.crop) ** 2
+    check = config.guard and not is_resampler(config.method)
+    left = budget - io - infer - (infer_check if check else 0.0)
+    per_step = step + (step_check if check else 0.0)
+    steps = int(left / per_step) if left > 0 else 0
+    steps = max(MIN_STEPS, min(MAX_STEPS, steps))
+    est = {"scene": steps * step, "tiles": infer, "io": io}
+    if check:
+        est["self_check"] = steps * step_check + infer_check
+    reason = (f"tile mode would take ~{tile_total / 60:.0f} min; one scene network of {steps} "
+              f"steps on {SCENE_CROP}-px crops fits the {budget / 60:.0f} min budget")
+    if total(est) > budget * 1.05:
+        reason += f" (at the minimum of {MIN_STEPS} steps it takes longer)"
+    scene = dataclasses.replace(config.scene, mode="scene", iterations=steps, crop=SCENE_CROP)
+    return dataclasses.replace(config, scene=scene), Choice("scene", reason, budget, est,
+                                                            steps, costs)
+
+
+def total(estimate: dict[str, float]) -> float:
+    return float(sum(v for v in estimate.values() if math.isfinite(v)))
+
+
+def resolve(lr: Any, guide: Any, config: RunConfig, costs: Costs | None = None,
+            ) -> tuple[RunConfig, Choice | None]:
+    """``config`` with its ``auto`` mode resolved (unchanged otherwise), and the choice."""
+    if config.scene.mode != "auto":
+        return config, None
+    if config.scene.network is not None:  # a fitted network: scene mode applies it
+        budget = float(config.budget or DEFAULT_BUDGET["cpu"])
+        scene = dataclasses.replace(config.scene, mode="scene")
+        return (dataclasses.replace(config, scene=scene),
+                Choice("scene", "a network file is given: scene mode applies it", budget, {}))
+    tile = dataclasses.replace(config, scene=SceneConfig(back_project=config.scene.back_project))
+    return choose(config, make_plan(lr, guide, tile), config.budget, costs)
