@@ -1,0 +1,89 @@
+"""``--mode auto``: the choice on tiny plans with a fixed cost model, budgets, the dry-run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from geosr.cli.main import cli
+from geosr.errors import OptionError
+from geosr.pipeline import RunConfig, make_plan, run_config
+from geosr.pipeline import auto as auto_mode
+from geosr.pipeline.config import SceneConfig, parse_budget
+
+#: 0.1 s a step on a 32-px crop, 1 µs per inferred pixel
+COSTS = auto_mode.Costs(step_seconds=0.1, infer_seconds_per_pixel=1e-6, crop=32)
+
+
+def _plan(scene, method="mmsr", **opts):
+    return make_plan(scene["lr"], scene["guide"],
+                     RunConfig(scale=4, method=method, method_options=opts))
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("90s", 90), ("1h30m", 5400),
+                                                ("300", 300), (45, 45)])
+def test_budgets(text, seconds) -> None:
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten minutes", "5x", "0", "-3m"])
+def test_bad_budgets_name_the_fix(bad) -> None:
+    with pytest.raises(OptionError, match="budget"):
+        parse_budget(bad)
+
+
+def test_classical_methods_stay_in_tile_mode(scene) -> None:
+    cfg = RunConfig(scale=4, method="guided-filter", scene=SceneConfig(mode="auto"))
+    out, choice = auto_mode.choose(cfg, _plan(scene, "guided-filter"), 60, COSTS)
+    assert out.scene.mode == "tile" and choice.mode == "tile" and "deterministic" in choice.reason
+
+
+def test_tile_mode_when_the_fits_fit_the_budget(scene) -> None:
+    cfg = RunConfig(scale=4, method="mmsr", method_options={"iterations": 50},
+                    scene=SceneConfig(mode="auto"), guard=True)
+    plan = _plan(scene, iterations=50)
+    out, choice = auto_mode.choose(cfg, plan, 10_000, COSTS)
+    assert out.scene.mode == "tile" and choice.iterations == 50
+    assert set(choice.estimate) == {"tiles", "io", "self_check"}
+    px = plan.layout.predicted_pixels() * 16
+    assert choice.estimate["tiles"] == pytest.approx(50 * 0.1 / (32 * 4) ** 2 * px)
+
+
+def test_scene_mode_with_the_steps_the_budget_leaves(scene) -> None:
+    cfg = RunConfig(scale=4, method="mmsr", scene=SceneConfig(mode="auto"), guard=True)
+    out, choice = auto_mode.choose(cfg, _plan(scene), 60, COSTS)
+    assert out.scene.mode == "scene" and out.scene.crop == auto_mode.SCENE_CROP
+    assert out.scene.iterations == choice.iterations
+    assert auto_mode.MIN_STEPS <= choice.iterations <= auto_mode.MAX_STEPS
+    assert set(choice.estimate) == {"scene", "self_check", "tiles", "io"}
+    assert auto_mode.total(choice.estimate) == pytest.approx(60, rel=0.05)
+    # more budget, more steps; the guard off frees the self-check's share
+    _, more = auto_mode.choose(cfg, _plan(scene), 90, COSTS)
+    _, unguarded = auto_mode.choose(RunConfig(scale=4, method="mmsr",
+                                              scene=SceneConfig(mode="auto")),
+                                    _plan(scene), 60, COSTS)
+    assert more.iterations > choice.iterations and unguarded.iterations > choice.iterations
+    assert "self_check" not in unguarded.estimate
+
+
+def test_run_config_defaults_to_auto_with_the_guard() -> None:
+    cfg = run_config(scale=4)
+    assert cfg.scene.mode == "auto" and cfg.guard and cfg.budget is None
+    assert run_config(scale=4, budget="2m").budget == 120
+
+
+def test_dry_run_prints_the_choice_and_estimates(scene, monkeypatch) -> None:
+    monkeypatch.setattr(auto_mode, "measure", lambda *a, **k: COSTS)
+    r = CliRunner().invoke(cli, ["dem-sr", "--lr", scene["lr"], "--guide", scene["guide"],
+                                 "--scale", "4", "-o", str(scene["dir"] / "o.tif"),
+                                 "--budget", "1m", "--dry-run"])
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.stdout)
+    a = info["auto"]
+    assert a["mode"] == "scene" == info["mode"]["mode"] and a["budget_seconds"] == 60
+    assert set(a["estimated_seconds"]) == {"scene", "self_check", "tiles", "io"}
+    assert a["estimated_total_seconds"] == pytest.approx(60, rel=0.05)
+    assert info["mode"]["iterations"] == a["iterations"]
+    assert not (scene["dir"] / "o.tif").exists()
