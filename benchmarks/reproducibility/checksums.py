@@ -1,8 +1,8 @@
 """Checksums of seeded outputs: the reference that a refactoring must not change.
 
 Runs, in a temporary folder, ``geosr dem-sr --example`` with bicubic, guided-filter and
-``mmsr --iterations 20`` (one thread, seeded), and ``geosr eval`` on one shared MMSR sample
-pair, then hashes each output GeoTIFF (its bytes and its pixels) and the eval JSON's
+``mmsr --iterations 20`` (one thread, seeded; tile mode, no guard), and ``geosr eval`` on
+one shared MMSR sample pair, then hashes each output GeoTIFF (its bytes and its pixels) and the eval JSON's
 scores (wall times and memory left out: they vary between runs).
 
     python benchmarks/reproducibility/checksums.py --write   # record the reference
@@ -28,10 +28,13 @@ REFERENCE = HERE / "results" / "checksums.json"
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 EVAL_PAIR = SHARED / "mmsr_samples"
 
+#: explicit mode and guard: the reference pins the engine, not the command's defaults
+PINNED = ["--mode", "tile", "--guard", "off"]
 RUNS = {
-    "dem-sr-example-bicubic": ["--method", "bicubic"],
-    "dem-sr-example-guided-filter": ["--method", "guided-filter"],
-    "dem-sr-example-mmsr-20": ["--method", "mmsr", "--iterations", "20", "--seed", "0"],
+    "dem-sr-example-bicubic": ["--method", "bicubic", *PINNED],
+    "dem-sr-example-guided-filter": ["--method", "guided-filter", *PINNED],
+    "dem-sr-example-mmsr-20": ["--method", "mmsr", "--iterations", "20", "--seed", "0",
+                               *PINNED],
 }
 VOLATILE = {"seconds", "time", "wall", "peak", "memory", "rss", "date", "created", "elapsed"}
 

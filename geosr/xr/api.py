@@ -70,6 +70,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from geosr.errors import InputError, OptionError
+from geosr.pipeline.auto import resolve as resolve_auto
 from geosr.pipeline.config import RunConfig, SceneConfig, TilingConfig
 from geosr.pipeline.mosaic import band_description
 from geosr.pipeline.plan import make_plan
@@ -138,6 +139,7 @@ def super_resolve_xr(
         guide_bands=guide_bands, nodata=nodata, guide_resampling=guide_resampling,
         scene=scene, tiling=tiling if tiling is not None else TilingConfig(),
     )
+    config, _ = resolve_auto(src_lr.info, src_g.info, config)
     plan = make_plan(src_lr.info, src_g.info, config)
     data = build_graph(plan, src_lr, src_g, config.tiling.mosaic_block)
     g = plan.grid
