@@ -44,12 +44,10 @@ IO_SECONDS_PER_PIXEL = 2e-6
 
 
 def _device(config: RunConfig) -> str:
-    import torch
+    """The device kind a learned method will run on ("cpu" or "cuda")."""
+    from geosr.models.optimize import resolve_device
 
-    want = str(config.options.get("device", "auto"))
-    if want == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return "cuda" if want.startswith("cuda") else "cpu"
+    return resolve_device(str(config.options.get("device", "auto"))).type
 
 
 def _machine() -> str:
