@@ -159,9 +159,14 @@ def test_cli__save_then_start_from_the_network(scene) -> None:
     r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"), "--mode", "scene",
                             "--network", str(d / "n.pt"), "--scale", "2"])
     assert r.exit_code == 2 and "--scale 4" in r.output
-    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"),
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "c.tif"), "--mode", "tile",
                             "--network", str(d / "n.pt")])
     assert r.exit_code == 2 and "--network needs --mode scene" in r.output
+    r = runner.invoke(cli, ["dem-sr", *common, "-o", str(d / "d.tif"), "--guard", "off",
+                            "--network", str(d / "n.pt")])  # auto mode applies the network
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout)
+    assert summary["mode"]["mode"] == "scene" and summary["scene_fit"]["network"] == str(d / "n.pt")
 
 
 def test_cli__network_shows_what_a_file_holds(scene, saved) -> None:
