@@ -55,6 +55,7 @@ from geosr.pipeline.config import (
     check_mode,
 )
 from geosr.pipeline.runner import run
+from geosr.raster.pooling import block_mean
 
 logger = logging.getLogger(__name__)
 
@@ -191,12 +192,9 @@ def pool_reference(
         raise InputError(f"the reference {str(reference)!r} ({arr.shape[0]}x{arr.shape[1]} "
                          f"pixels) is smaller than one {scale}x{scale} block; use a smaller "
                          "--scale or a larger reference")
-    blocks = arr[:h, :w].reshape(h // scale, scale, w // scale, scale)
-    valid = np.isfinite(blocks)
-    count = valid.sum(axis=(1, 3))
-    total = np.where(valid, blocks, 0.0).sum(axis=(1, 3))
+    mean, count = block_mean(arr, scale)
     nodata = float(src_nodata) if src_nodata is not None else math.nan
-    lr = np.where(count > 0, total / np.maximum(count, 1), nodata).astype(np.float32)
+    lr = np.where(count > 0, mean, nodata).astype(np.float32)
     if not (count > 0).any():
         raise InputError(f"the reference {str(reference)!r} has no valid pixel; check its "
                          "nodata value")

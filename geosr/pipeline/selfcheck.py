@@ -29,6 +29,7 @@ from geosr.pipeline.config import OutputConfig, RunConfig
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import read_tile_lr
 from geosr.raster.grid import Window
+from geosr.raster.pooling import block_mean
 
 #: the largest LR window the self-check super-resolves from its coarse copy (LR pixels)
 MAX_LR_PIXELS = 512 * 512
@@ -80,13 +81,8 @@ def check_window(plan: Plan, seed: int = 0) -> Window:
 
 def pool(lr: np.ndarray, scale: int) -> np.ndarray:
     """``(h, w)`` -> ``(h//s, w//s)``: the mean of each block's valid pixels (NaN if none)."""
-    h, w = lr.shape[0] // scale * scale, lr.shape[1] // scale * scale
-    b = lr[:h, :w].reshape(h // scale, scale, w // scale, scale).astype(np.float64)
-    ok = np.isfinite(b)
-    n = ok.sum(axis=(1, 3))
-    total = np.where(ok, b, 0.0).sum(axis=(1, 3))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, total / np.maximum(n, 1), np.nan).astype(np.float32)
+    mean, count = block_mean(lr, scale)
+    return np.where(count > 0, mean, np.nan).astype(np.float32)
 
 
 def _write_coarse(plan: Plan, win: Window, coarse: np.ndarray, path: Path) -> None:
