@@ -25,3 +25,7 @@ class GridError(GeosrError, ValueError):
 
 class RasterIOError(GeosrError, OSError):
     """A raster could not be read or the output could not be written."""
+
+
+class OutputBusyError(InputError):
+    """Another geosr run holds the output's lock (it is writing the same output)."""

@@ -1,7 +1,8 @@
 """``geosr batch MANIFEST``: run many scenes with the options of ``geosr sr`` as defaults.
 
 Exit status: 0 when every scene succeeded (or was already done), 1 when any scene failed
-(the JSON report names them and their errors), 2 for a bad manifest or options.
+(the JSON report names them and their errors), 2 for a bad manifest or options, 130 when
+interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from geosr.cli.options import batch_options, parse_option_value
 from geosr.cli.progress import JsonProgress
 from geosr.cluster import dask_client
 from geosr.errors import GeosrError, OptionError
-from geosr.pipeline.config import SceneConfig
+from geosr.pipeline.config import OutputConfig, SceneConfig
+from geosr.raster.io import check_output_format
 
 logger = logging.getLogger(__name__)
 
@@ -78,16 +80,20 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
     if mode == "json":
 
         rep = JsonProgress(stderr)
+    state = state_dir or state_dir_for(manifest)
     try:
         scenes = read_manifest(manifest, output_dir=output_dir)
         defaults = batch_defaults(kw, None if preset == "none" else preset)
-        for sc in scenes:  # a network file with tile mode would fail every scene: say so now
+        for sc in scenes:  # what would fail a scene later (a network file with tile mode,
+            # a creation option GDAL does not take, a .png output): say so now
             st = {**defaults, **dict(sc.settings)}
             try:
                 SceneConfig(mode=st.get("mode") or "tile", network=st.get("network"))
-            except OptionError as exc:
+                OutputConfig(cog=st.get("cog", True),
+                             creation_options=tuple(st.get("creation_options") or ()))
+                check_output_format(sc.output)
+            except GeosrError as exc:
                 raise OptionError(f"scene {sc.id!r}: {exc}") from exc
-        state = state_dir or state_dir_for(manifest)
         n = len(scenes)
 
         def on_scene(res: dict[str, Any], finished: int, total: int) -> None:
@@ -124,6 +130,13 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
         if rep is not None:
             rep.error(str(exc), 2)
         raise click.UsageError(str(exc)) from exc
+    except KeyboardInterrupt:
+        msg = (f"interrupted: the scenes' status is in {state}/ and their finished tiles are "
+               "kept; rerun the same command with --resume to continue")
+        if rep is not None:
+            rep.error(msg, 130)
+        click.echo(f"\n{msg}", err=True)
+        raise click.exceptions.Exit(130) from None
     except OSError as exc:  # e.g. the state folder cannot be created
         msg = f"{exc}; pass --state-dir/--report in a writable folder"
         if rep is not None:

@@ -31,6 +31,15 @@ class LazyGroup(click.Group):
         module, attr = _COMMANDS[cmd_name]
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Ctrl-C exits 130 (128 + SIGINT, as shells report it) instead of click's 1; the
+        commands that write files say first what they keep."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            raise click.exceptions.Exit(130) from None
+
 
 
 @click.group(cls=LazyGroup)

@@ -226,7 +226,9 @@ progress_opt = click.option(
 creation_opt = click.option(
     "--co", "--creation-option", "creation_options", multiple=True,
     callback=_parse_key_values, metavar="KEY=VALUE",
-    help="GDAL creation option for the output, e.g. --co ZLEVEL=9 (repeatable).",
+    help="GDAL creation option of the output's driver, checked by GDAL before the run: "
+    "the COG driver's (e.g. --co LEVEL=9, --co COMPRESS=ZSTD), or GTiff's with --no-cog "
+    "(e.g. --co ZLEVEL=9) (repeatable).",
 )
 cog_opt = click.option(
     "--cog/--no-cog", default=True, show_default=True,

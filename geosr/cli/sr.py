@@ -2,7 +2,8 @@
 :func:`geosr.pipeline.run`.
 
 Exit status: 0 on success, 2 for bad options or unusable inputs (the message says what to
-do), 1 for failures while running.
+do) or an output another run is writing, 1 for failures while running, 130 when interrupted
+(Ctrl-C).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -30,7 +32,8 @@ from geosr.pipeline.config import RunConfig, run_config
 from geosr.pipeline.plan import make_plan
 from geosr.pipeline.runner import run
 from geosr.raster.example import write_example
-from geosr.raster.io import check_output_path
+from geosr.raster.io import check_output_format, check_output_path
+from geosr.raster.store import MANIFEST, store_path
 
 logger = logging.getLogger(__name__)
 
@@ -120,16 +123,41 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 
+def _stamp(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
+def interrupted_message(output: str, stamp_before: float | None) -> str:
+    """What an interrupted run says: where its finished tiles are and how to go on."""
+    store = store_path(output)
+    if (store / MANIFEST).is_file():
+        return (f"interrupted: the finished tiles are kept in {store}/; rerun the same command "
+                "with --resume to continue from them")
+    if _stamp(output) not in (None, stamp_before):
+        return f"interrupted after {output} was written"
+    return f"interrupted before any tile was finished; nothing was written to {output}"
+
+
 def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
     """Shared body of the three commands."""
     configure_logging(kw["verbose"], kw["quiet"])
     bar, update, rep = _reporter(kw)
+    stamp = _stamp(kw["output"])
     try:
         summary = _run(kw, preset, update, rep)
     except click.ClickException as exc:
         if rep is not None:
             rep.error(exc.format_message(), exc.exit_code)
         raise
+    except KeyboardInterrupt:  # Ctrl-C: exit 130 like any shell command, saying what is kept
+        msg = interrupted_message(kw["output"], stamp)
+        if rep is not None:
+            rep.error(msg, 130)
+        click.echo(f"\n{msg}", err=True)
+        raise click.exceptions.Exit(130) from None
     finally:
         if bar is not None:
             bar.close()
@@ -234,6 +262,7 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
             config = config_from_flags(kw, scale=scale, preset=preset, distributed=distributed)
             if kw["dry_run"]:
 
+                check_output_format(kw["output"])
                 out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
                 config, choice = resolve_auto(lr, guide, config)
                 plan = make_plan(lr, guide, config)

@@ -12,6 +12,7 @@ from typing import Any
 from geosr.errors import OptionError
 from geosr.models import get_method, get_method_class
 from geosr.models.api import check_scale
+from geosr.raster.creation import check_creation_options
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class OutputConfig:
     overwrite: bool = False
     compress: str = "DEFLATE"
     blocksize: int = 512
-    #: extra GDAL creation options, e.g. (("ZLEVEL", "9"),)
+    #: extra GDAL creation options of the output's driver (COG, or GTiff when ``cog`` is
+    #: false), e.g. (("LEVEL", "9"),); checked by GDAL when the config is made
     creation_options: tuple[tuple[str, str], ...] = ()
     #: keep ``<output>.tiles/`` after the run (it is reused by a rerun of the same plan)
     keep_tiles: bool = False
@@ -112,6 +114,8 @@ class OutputConfig:
         for kv in self.creation_options:
             if len(kv) != 2 or not kv[0]:
                 raise OptionError(f"creation options are (KEY, VALUE) pairs, got {kv!r}")
+        # GDAL only warns about options it does not take: ask it now, before any work
+        check_creation_options(self.creation_options, cog=self.cog)
 
 
 def method_options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import numpy as np
 
 from geosr.pipeline.config import OutputConfig
 from geosr.pipeline.plan import Plan
+from geosr.raster.creation import gtiff_options
 from geosr.raster.grid import Window
 from geosr.raster.io import gdal_env, output_profile, provenance_tags
 from geosr.raster.tiling import axis_weight, blocks
@@ -64,7 +65,9 @@ def write_mosaic(
     import rasterio
 
 
-    co = dict(output.creation_options)
+    # with a COG to follow, the options are the COG driver's: keep those GTiff takes too
+    co = (gtiff_options(output.creation_options) if output.cog
+          else dict(output.creation_options))
     profile = output_profile(
         plan.grid,
         nodata=plan.out_nodata,

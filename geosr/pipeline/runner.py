@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError
+from geosr.errors import InputError, RasterIOError
 from geosr.pipeline.auto import Choice
 from geosr.pipeline.auto import resolve as resolve_auto
 from geosr.pipeline.auto import total as auto_total
@@ -58,7 +58,17 @@ from geosr.pipeline.selfcheck import SelfCheck, self_check
 from geosr.pipeline.stac import item_path, write_item
 from geosr.pipeline.stats import compute_stats
 from geosr.pipeline.tiles import run_tiles
-from geosr.raster.io import check_output_path, remove_stale_temps, temp_path, to_cog
+from geosr.raster.io import (
+    check_output_folder,
+    check_output_format,
+    check_output_path,
+    check_written,
+    disk_full,
+    remove_stale_temps,
+    temp_path,
+    to_cog,
+)
+from geosr.raster.lock import output_lock
 from geosr.raster.store import TileStore, store_path
 
 logger = logging.getLogger(__name__)
@@ -129,6 +139,7 @@ def prepare(lr: str, guide: str, out_path: str | os.PathLike[str], config: RunCo
     """Check the output paths, resolve ``auto`` mode, plan the work and load a given network
     file (so that a bad one fails before any work): ``(output path, the configuration run,
     plan, network weights or None, auto mode's choice or None)``."""
+    check_output_format(out_path)
     out = check_output_path(out_path, overwrite=config.output.overwrite, inputs=(lr, guide))
     if config.save_network is not None:
         check_output_path(config.save_network, overwrite=config.output.overwrite,
@@ -227,16 +238,61 @@ def write_output(plan: Plan, store: TileStore, out: Path, config: RunConfig, clo
         tmp = temp_path(out, ".tif")
         temps.append(tmp)
         write_mosaic(plan, store, tmp, output, config.tiling.mosaic_block, tags)
+        check_written(tmp)
     if output.cog:
         with clock.stage("cog"):
             cog = temp_path(out, ".cog.tif")
             temps.append(cog)
             to_cog(tmp, cog, blocksize=output.blocksize, compress=output.compress,
                    creation_options=dict(output.creation_options))
+            check_written(cog)
             tmp = cog
     if out.exists() and not output.overwrite:  # appeared while we were working
         raise InputError(f"the output {str(out)!r} appeared during the run; pass --overwrite")
     os.replace(tmp, out)
+
+
+def _megabytes(n_bytes: float) -> str:
+    return f"{n_bytes / 1e6:,.0f} MB" if n_bytes >= 1e7 else f"{n_bytes / 1e6:.1f} MB"
+
+
+def no_space_message(reason: str, plan: Plan, out: Path, config: RunConfig, *, tiles: bool,
+                     kept: bool) -> str:
+    """What a run that filled the disk says: what it was writing, about how much room that
+    needs, and what to do (free space, write elsewhere, resume)."""
+    g, s = plan.grid, plan.scale
+    if tiles:
+        px = sum(t.extent.shape[0] * t.extent.shape[1] for t in plan.layout) * s * s
+        what = (f"the tiles of {out} in {store_path(out)}/ (needs about {_megabytes(px * 4)}: "
+                f"{len(plan.layout)} tiles, {px:,} px × float32, uncompressed)")
+    else:
+        extra = ("; as much again while the COG is made from its temporary GeoTIFF"
+                 if config.output.cog else "")
+        what = (f"{out} (needs about {_megabytes(g.width * g.height * 4)}: {g.width}×{g.height}"
+                f" px × 1 band × float32, compressed less{extra})")
+    if kept:
+        then = (f"the finished tiles are kept in {store_path(out)}/: free space or write "
+                "elsewhere, then rerun with --resume (resume=True)")
+    else:
+        then = ("free space or write elsewhere; --resume (resume=True) keeps the finished "
+                "tiles when a run fails")
+    return f"{reason} writing {what}; {then}"
+
+
+@contextlib.contextmanager
+def disk_full_error(plan: Plan, out: Path, config: RunConfig, *, tiles: bool,
+                    kept: bool) -> Iterator[None]:
+    """Turn a failed write on a full disk (an ``OSError`` with ENOSPC, or GDAL's write error
+    with the disk full) into a :class:`RasterIOError` that says so and what to do. Runs
+    before the temporary files are removed, while the disk is still full."""
+    try:
+        yield
+    except Exception as exc:
+        reason = disk_full(exc, out.parent if str(out.parent) else Path("."))
+        if reason is None:
+            raise
+        raise RasterIOError(no_space_message(reason, plan, out, config, tiles=tiles,
+                                             kept=kept)) from exc
 
 
 def run(
@@ -269,8 +325,34 @@ def run(
     ``resume``: continue an interrupted run: intact tiles of its store are reused, the store
     is kept when this run fails too, and an existing output means the job is finished
     (nothing is done unless ``config.output.overwrite``).
+
+    One run at a time writes an output: the run holds an OS lock on ``<out_path>.lock`` from
+    start to end, and a second run on the same output raises
+    :class:`~geosr.errors.OutputBusyError` at once.
     """
-    lr, guide = os.fspath(lr_path), os.fspath(guide_path)
+    check_output_folder(out_path)
+    with output_lock(out_path):
+        return _run_locked(
+            os.fspath(lr_path), os.fspath(guide_path), out_path, config, progress=progress,
+            on_stage=on_stage, client=client, resume=resume, scene_progress=scene_progress,
+            check_progress=check_progress, step_progress=step_progress)
+
+
+def _run_locked(
+    lr: str,
+    guide: str,
+    out_path: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    progress: ProgressCallback | None,
+    on_stage: StageCallback | None,
+    client: Any,
+    resume: bool,
+    scene_progress: FitProgress | None,
+    check_progress: FitProgress | None,
+    step_progress: FitProgress | None,
+) -> dict[str, Any]:
+    """:func:`run`, with the output's lock held."""
     output = config.output
     clock = _Clock(on_stage)
     if resume:
@@ -296,7 +378,8 @@ def run(
             with clock.stage("scene"):
                 plan, scene_summary = fit_scene_network(plan, store, config, init,
                                                         scene_progress)
-        with clock.stage("tiles"):
+        kept = output.keep_tiles or resume
+        with clock.stage("tiles"), disk_full_error(plan, out, config, tiles=True, kept=kept):
             counts = run_tiles(plan, str(store.path), progress=progress, client=client,
                                step_progress=step_progress)
         if counts["done"] + counts["reused"] == 0:
@@ -304,7 +387,8 @@ def run(
                 f"the LR raster {plan.lr.path!r} has no valid pixel in any tile; check "
                 "--nodata / the file's nodata value"
             )
-        write_output(plan, store, out, config, clock, temps, check_tags(check, guard))
+        with disk_full_error(plan, out, config, tiles=False, kept=kept):
+            write_output(plan, store, out, config, clock, temps, check_tags(check, guard))
         ok = True
     except Exception:
         if not (output.keep_tiles or resume):

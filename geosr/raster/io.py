@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -191,10 +193,9 @@ def read_guide(vrt: Any, mask_band: int | None, bands: Sequence[int], window: Wi
 
 
 # -- output ------------------------------------------------------------------------------
-def check_output_path(
-    path: str | os.PathLike[str], *, overwrite: bool, inputs: Sequence[str] = ()
-) -> Path:
-    """Check that ``path`` can be written; raise :class:`InputError` with the fix."""
+def check_output_folder(path: str | os.PathLike[str]) -> Path:
+    """Check that the folder of ``path`` exists and is writable; raise :class:`InputError`
+    with the fix."""
     out = Path(path)
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -207,6 +208,33 @@ def check_output_path(
             f"the output folder {str(folder)!r} is not writable; choose another output "
             "path or fix the folder's permissions"
         )
+    return out
+
+
+def check_output_format(path: str | os.PathLike[str]) -> None:
+    """Refuse an output name whose extension names another raster format than GeoTIFF
+    (``out.png``, ``out.jp2``: GDAL would pick that format from it, geosr writes GeoTIFF).
+    Names without an extension GDAL knows (``out``, ``out.result``) are written as GeoTIFF."""
+    from rasterio.drivers import driver_from_extension
+
+    out = Path(path)
+    try:
+        driver = driver_from_extension(out.name)
+    except ValueError:  # no extension, or none GDAL knows
+        return
+    if driver not in ("GTiff", "COG"):
+        raise InputError(
+            f"the output {out.name!r} names a {driver} file, but geosr writes GeoTIFF (COG); "
+            f"name the output {out.stem}.tif, then convert it, e.g. `gdal_translate "
+            f"{out.stem}.tif {out.name}`"
+        )
+
+
+def check_output_path(
+    path: str | os.PathLike[str], *, overwrite: bool, inputs: Sequence[str] = ()
+) -> Path:
+    """Check that ``path`` can be written; raise :class:`InputError` with the fix."""
+    out = check_output_folder(path)
     for inp in inputs:
         if inp and out.exists() and os.path.samefile(out, inp):
             raise InputError(
@@ -233,8 +261,8 @@ def temp_path(target: Path, suffix: str) -> Path:
 
 def remove_stale_temps(target: Path) -> list[Path]:
     """Delete the temporary files :func:`temp_path` made for ``target`` that a killed run
-    left behind (``.<name>.*.tif``); returns them. Only for resuming: a concurrent run
-    writing the same output would lose its temporary file."""
+    left behind (``.<name>.*.tif``); returns them. Only for resuming, with the output's lock
+    held (:mod:`geosr.raster.lock`): a concurrent run would lose its temporary file."""
     folder = target.parent if str(target.parent) else Path(".")
     stale = [p for p in folder.glob(f".{target.name}.*.tif") if p.is_file()]
     for p in stale:
@@ -324,3 +352,67 @@ def to_cog(
             rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", **opts)
     except Exception as exc:  # rasterio raises CPLE_* errors here
         raise RasterIOError(f"failed to write the COG {dst_path}: {exc}") from exc
+
+
+# -- failed writes ---------------------------------------------------------------------------
+#: free bytes under which a failed write is taken for a full disk (GDAL's write errors do
+#: not carry the errno)
+FULL_DISK_BYTES = 1 << 20
+_NO_SPACE = {errno.ENOSPC: "no space left on device",
+             getattr(errno, "EDQUOT", errno.ENOSPC): "disk quota exceeded"}
+
+
+def disk_full(exc: BaseException, folder: str | os.PathLike[str]) -> str | None:
+    """Why ``exc`` is a write on a full disk ("no space left on device", "disk quota
+    exceeded"), or None: ENOSPC/EDQUOT anywhere in its chain, or a failed write (an
+    ``OSError``, as rasterio's are) while ``folder``'s filesystem has under
+    :data:`FULL_DISK_BYTES` free."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            return _NO_SPACE[e.errno]
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    if isinstance(exc, OSError):
+        try:
+            if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+                return _NO_SPACE[errno.ENOSPC]
+        except OSError:
+            pass
+    return None
+
+
+def _blocks_end(src: Any) -> int:
+    """The byte where the last block of band 1 (and of its overviews) ends."""
+    bh, bw = src.block_shapes[0]
+    levels = [(None, src.width, src.height)] + [
+        (i, -(-src.width // f), -(-src.height // f)) for i, f in enumerate(src.overviews(1))]
+    end = 0
+    for ovr, width, height in levels:
+        for r in range(-(-height // bh)):
+            for c in range(-(-width // bw)):
+                off = src.get_tag_item(f"BLOCK_OFFSET_{c}_{r}", "TIFF", bidx=1, ovr=ovr)
+                if off:
+                    size = src.get_tag_item(f"BLOCK_SIZE_{c}_{r}", "TIFF", bidx=1, ovr=ovr)
+                    end = max(end, int(off) + int(size or 0))
+    return end
+
+
+def check_written(path: Path) -> None:
+    """Raise :class:`RasterIOError` when the GeoTIFF GDAL just wrote at ``path`` is cut
+    short. GDAL does not report every failed write: on a full disk, a COG copy can end
+    without an error and leave a truncated file."""
+    import rasterio
+
+    size = path.stat().st_size
+    try:
+        with gdal_env(), rasterio.open(path) as src:
+            end = _blocks_end(src)
+    except rasterio.errors.RasterioIOError as exc:
+        raise RasterIOError(f"{path} is unreadable right after writing it ({exc})") from exc
+    if end > size:
+        raise RasterIOError(
+            f"{path} is cut short ({size} bytes; its blocks end at byte {end}): a write "
+            "failed"
+        )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from geosr.models import get_method_class
 from geosr.pipeline.config import TilingConfig
 from geosr.raster.io import gdal_env
+from geosr.raster.lock import output_lock
 from geosr.xr.schedule import compute_by_rows
 
 
@@ -33,7 +36,20 @@ def _default_workers(hr: Any) -> int | None:
     return TilingConfig().resolve(deterministic=deterministic, halo=0)[2]
 
 
-#: the per-read statistics tasks of a :func:`super_resolve_xr` graph
+@contextlib.contextmanager
+def _locked(path: Any) -> Iterator[None]:
+    """The output's lock (:mod:`geosr.raster.lock`) while a file on a local filesystem is
+    written; nothing for GDAL virtual paths (``/vsimem/``, ``/vsis3/``), URLs and open
+    files."""
+    local = isinstance(path, (str, os.PathLike)) and not str(path).startswith("/vsi") \
+        and "://" not in str(path) and Path(path).parent.is_dir()
+    if not local:
+        yield
+        return
+    with output_lock(path):
+        yield
+
+
 def to_raster(
     hr: Any,
     path: Any,
@@ -53,7 +69,14 @@ def to_raster(
     ``hr``). ``kwargs`` go to ``hr.rio.to_raster`` (GDAL creation options such as
     ``compress="DEFLATE"``); the GeoTIFF's blocks default to the largest size that divides
     the chunks, so no block is written twice. A numpy-backed ``hr`` is written by windows.
+    Like ``geosr sr``, it holds the lock ``<path>.lock`` while it writes: a second writer of
+    the same path raises :class:`~geosr.errors.OutputBusyError`.
     """
+    with _locked(path):
+        _write(hr, path, lock=lock, num_workers=num_workers, **kwargs)
+
+
+def _write(hr: Any, path: Any, *, lock: Any, num_workers: int | None, **kwargs: Any) -> None:
     import threading
 
     import dask
