@@ -45,6 +45,7 @@ from typing import Any
 from geosr.errors import GeosrError, OptionError
 from geosr.pipeline.config import SHARED_METHOD_SETTINGS, RunConfig, run_config
 from geosr.pipeline.runner import run
+from geosr.raster.io import is_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class Scene:
 def _resolve(base: Path, href: str) -> str:
     if href.startswith("file://"):
         href = href[len("file://"):]
+    if not is_local_path(href):  # /vsizip/..., https://..., s3://...: GDAL opens it as given
+        return href
     p = Path(href).expanduser()
     return str(p if p.is_absolute() else base / p)
 

@@ -19,9 +19,10 @@ from geosr.models.api import check_scale
 
 
 @click.command("eval")
-@click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--guide", type=click.Path(exists=True, path_type=Path),
-              help="Guide image when DATA is a single HR file (e.g. an HR GeoTIFF).")
+@click.argument("data", type=click.Path())
+@click.option("--guide", type=click.Path(dir_okay=False),
+              help="Guide image when DATA is a single HR file (e.g. an HR GeoTIFF; any path "
+              "GDAL opens: /vsizip/..., https://...).")
 @evaluation_options
 @click.option("--guide-noise", type=float, default=0.0, show_default=True,
               help="Std of Gaussian noise added to the guide (guide units).")

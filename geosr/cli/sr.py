@@ -29,7 +29,7 @@ from geosr.models.api import super_resolve
 from geosr.pipeline.auto import resolve as resolve_auto
 from geosr.pipeline.auto import total as auto_total
 from geosr.pipeline.config import RunConfig, run_config
-from geosr.pipeline.plan import make_plan
+from geosr.pipeline.plan import make_plan, warn_partial_cover
 from geosr.pipeline.runner import run
 from geosr.raster.example import write_example
 from geosr.raster.io import check_output_format, check_output_path
@@ -266,6 +266,7 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
                 out = check_output_path(kw["output"], overwrite=True, inputs=(lr, guide))
                 config, choice = resolve_auto(lr, guide, config)
                 plan = make_plan(lr, guide, config)
+                warn_partial_cover(plan)
                 info = {"output": kw["output"], "output_exists": out.exists(), **plan.to_dict()}
                 if choice is not None:
                     info["auto"] = choice.to_dict()

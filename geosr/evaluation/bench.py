@@ -186,6 +186,7 @@ def pool_reference(
             raise InputError(f"the reference {str(reference)!r} has {src.count} band(s); "
                              f"pass a band between 1 and {src.count}")
         arr = src.read(band, masked=True).astype(np.float64).filled(np.nan)
+        arr = arr * src.scales[band - 1] + src.offsets[band - 1]  # physical values
         transform, crs, src_nodata = src.transform, src.crs, src.nodata
     h, w = (arr.shape[0] // scale) * scale, (arr.shape[1] // scale) * scale
     if h == 0 or w == 0:
@@ -209,8 +210,10 @@ def pool_reference(
 
 
 def _read_valid(src: Any, band: int, window: Any) -> np.ndarray:
-    """``band`` in ``window`` as float64 with NaN where masked or not finite."""
+    """``band`` in ``window`` as float64 physical values (the band's scale and offset
+    applied) with NaN where masked or not finite."""
     a = src.read(band, window=window, masked=True).astype(np.float64).filled(np.nan)
+    a = a * src.scales[band - 1] + src.offsets[band - 1]
     a[~np.isfinite(a)] = np.nan
     return a
 

@@ -26,6 +26,7 @@ from geosr.evaluation.misalign import misalign
 from geosr.models import get_method
 from geosr.models.api import check_scale, run_band
 from geosr.normalize import BandStats, prepare_guide
+from geosr.raster.io import bands_to_physical, is_local_path
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +53,12 @@ class Pair:
     pixel_size: float = 1.0
 
 
-def read_image(path: Path) -> np.ndarray:
-    """Read png/jpg/tif/npy/npz into ``(band, row, col)`` float32."""
-    suffix = path.suffix.lower()
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read png/jpg/tif/npy/npz into ``(band, row, col)`` float32 (a GeoTIFF's bands as
+    physical values: nodata compared on the raw values, then scale and offset applied).
+    A GeoTIFF may be any path GDAL opens (``/vsizip/...``, a URL)."""
+    path = os.fspath(path)
+    suffix = os.path.splitext(path)[1].lower()
     if suffix == ".npy":
         arr = np.load(path)
     elif suffix in (".tif", ".tiff"):
@@ -70,7 +74,7 @@ def read_image(path: Path) -> np.ndarray:
             arr = src.read().astype(np.float32)
             if src.nodata is not None and not np.isnan(src.nodata):
                 arr[arr == src.nodata] = np.nan
-        return arr
+            return bands_to_physical(arr, src.scales, src.offsets)
     elif suffix in (".png", ".jpg", ".jpeg"):
         from PIL import Image
 
@@ -104,14 +108,12 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
     on another grid (e.g. a 1 m DSM and a 0.5 m orthophoto) gets the guide resampled onto
     the HR grid (average).
     """
-    p = Path(path)
     if guide is not None:
-        t, g = read_image(p), read_image(Path(guide))
-        tif = (".tif", ".tiff")
-        both_tif = p.suffix.lower() in tif and Path(guide).suffix.lower() in tif
-        if g.shape[1:] != t.shape[1:] and both_tif:
-            g = _guide_on_target_grid(p, Path(guide))
-        return [Pair(p.stem, t[0], g, _pixel_size(p))]
+        return [_file_pair(os.fspath(path), os.fspath(guide))]
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{str(p)!r} does not exist; check the path (a dataset folder, or "
+                         "an HR file and --guide)")
     if not p.is_dir():
         raise InputError(f"{p} is not a folder; pass a dataset folder, or an HR file and --guide")
     subdirs = {d.name.lower(): d for d in p.iterdir() if d.is_dir()}
@@ -154,9 +156,27 @@ def load_pairs(path: str | os.PathLike, guide: str | os.PathLike | None = None) 
     return pairs
 
 
-def _pixel_size(path: Path) -> float:
+def _file_pair(target: str, guide: str) -> Pair:
+    """The pair of one HR file and its guide (local files or any path GDAL opens)."""
+    for what, f in (("HR file", target), ("guide", guide)):
+        if is_local_path(f) and not Path(f).is_file():
+            raise InputError(f"the {what} {f!r} does not exist or is not a file; check the path")
+    t, g = read_image(target), read_image(guide)
+    tif = (".tif", ".tiff")
+    both_tif = _suffix(target) in tif and _suffix(guide) in tif
+    if g.shape[1:] != t.shape[1:] and both_tif:
+        g = _guide_on_target_grid(target, guide)
+    name = os.path.splitext(os.path.basename(target.rstrip("/")))[0]
+    return Pair(name, t[0], g, _pixel_size(target))
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+def _pixel_size(path: str | os.PathLike[str]) -> float:
     """The pixel size of a georeferenced raster (its CRS units), or 1."""
-    if path.suffix.lower() not in (".tif", ".tiff"):
+    if _suffix(os.fspath(path)) not in (".tif", ".tiff"):
         return 1.0
     import rasterio
 
@@ -166,7 +186,8 @@ def _pixel_size(path: Path) -> float:
         return float(np.sqrt(abs(src.transform.a * src.transform.e)))
 
 
-def _guide_on_target_grid(target: Path, guide: Path) -> np.ndarray:
+def _guide_on_target_grid(target: str | os.PathLike[str],
+                          guide: str | os.PathLike[str]) -> np.ndarray:
     """The guide resampled (average) onto the grid of a georeferenced HR target, or the
     guide as read where either file has no CRS (then ``load_pairs`` reports the size clash)."""
     import warnings
@@ -184,7 +205,7 @@ def _guide_on_target_grid(target: Path, guide: Path) -> np.ndarray:
             logger.info("resampling the guide %s onto the grid of %s (average)", guide, target)
             with WarpedVRT(g, crs=t.crs, transform=t.transform, width=t.width,
                            height=t.height, resampling=Resampling.average) as vrt:
-                return vrt.read(out_dtype="float32")
+                return bands_to_physical(vrt.read(out_dtype="float32"), g.scales, g.offsets)
 
 
 def center_crop(pair: Pair, size: int) -> Pair:

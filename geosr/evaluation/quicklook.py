@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import GeosrError, InputError
-from geosr.raster.io import gdal_env
+from geosr.raster.io import bands_to_physical, gdal_env
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +111,8 @@ def read_decimated(
         if nd is not None and not math.isnan(nd):
             arr[arr == nd] = np.nan
         arr[~np.isfinite(arr)] = np.nan
+        arr = bands_to_physical(arr, [src.scales[b - 1] for b in bands],
+                                [src.offsets[b - 1] for b in bands])
         st = window_transform(win, src.transform) @ type(src.transform).scale(
             win.width / rw, win.height / rh)
         for i in range(len(bands)):

@@ -43,15 +43,40 @@ def _as_bands(x: Any, what: str) -> np.ndarray:
     return arr.astype(np.float32, copy=False)
 
 
+def _looks_channel_last(shape: tuple[int, ...]) -> bool:
+    """A ``(row, col, band)`` image: a last axis of 1-4 bands, a first axis much larger."""
+    return len(shape) == 3 and 1 <= shape[-1] <= 4 and shape[0] >= 4 * shape[-1]
+
+
+def _channel_last_error(lr: np.ndarray, guide: np.ndarray, scale: int) -> InputError | None:
+    """The error for an LR or guide given ``(row, col, band)``, if one looks like it."""
+    for what, arr in (("lr", lr), ("guide", guide)):
+        moved = {"lr": lr, "guide": guide}
+        moved[what] = np.moveaxis(arr, -1, 0)
+        h, w = moved["lr"].shape[1:]
+        fits = moved["guide"].shape[1:] == (h * scale, w * scale)
+        if arr.ndim == 3 and (fits or _looks_channel_last(arr.shape)):
+            return InputError(
+                f"{what} has shape {arr.shape}, which looks like (row, col, band) with the "
+                f"bands last; geosr takes (band, row, col): pass "
+                f"np.moveaxis({what}, -1, 0)"
+            )
+    return None
+
+
 def validate_pair(lr: Any, guide: Any, scale: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Check shapes and scale of an (LR, guide) pair; return float32 arrays and the scale."""
     scale = check_scale(scale)
     lr = _as_bands(lr, "lr")
     guide = _as_bands(guide, "guide")
     h, w = lr.shape[1:]
+    expect = (h * scale, w * scale)
+    if guide.shape[1:] != expect:
+        hint = _channel_last_error(lr, guide, scale)
+        if hint is not None:
+            raise hint
     if h < 2 or w < 2:
         raise InputError(f"lr must be at least 2x2 pixels, got {h}x{w}")
-    expect = (h * scale, w * scale)
     if guide.shape[1:] != expect:
         raise InputError(
             f"guide is {guide.shape[1]}x{guide.shape[2]} pixels but must be exactly scale x "

@@ -19,7 +19,7 @@ from geosr.models.device import local_torch_threads
 from geosr.normalize import BandStats
 from geosr.pipeline.config import RunConfig, SceneConfig, is_deterministic
 from geosr.raster.grid import OutputGrid, Window, guide_resolution_in, output_grid
-from geosr.raster.io import RasterInfo, raster_info
+from geosr.raster.io import RasterInfo, is_local_path, raster_info
 from geosr.raster.tiling import TileLayout
 from geosr.version import __version__
 
@@ -111,6 +111,8 @@ class Plan:
         """Hash of everything that determines the tiles (for the tile store)."""
 
         def stamp(p: str) -> list[Any]:
+            if not is_local_path(p):  # a URL or /vsi path: GDAL reads it as named
+                return [p]
             st = os.stat(p)
             return [os.path.abspath(p), st.st_size, st.st_mtime_ns]
 
@@ -121,6 +123,26 @@ class Plan:
             d["files"].append(stamp(self.scene.network))
         d["version"] = __version__
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def warn_partial_cover(plan: Plan) -> float:
+    """Warn when the guide covers only part of the LR (the output is cropped to the part it
+    covers); returns the covered fraction of the LR's pixels."""
+    lw, geom = plan.grid.lr_window, plan.lr.geometry
+    fraction = lw.height * lw.width / (geom.height * geom.width)
+    if fraction < 1.0:
+        logger.warning(
+            "the guide covers only %.1f%% of the LR: the output is cropped to LR rows %d-%d "
+            "and columns %d-%d of %d x %d, bounds %s in the LR's CRS (the LR's: %s); for "
+            "the full extent pass a guide that covers the whole LR",
+            100 * fraction, lw.row0, lw.row1, lw.col0, lw.col1, geom.height, geom.width,
+            _fmt_bounds(plan.grid.bounds), _fmt_bounds(geom.bounds),
+        )
+    return fraction
+
+
+def _fmt_bounds(b: Sequence[float]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
 
 
 def _select_lr_band(info: RasterInfo, lr_band: int | None) -> int:

@@ -52,7 +52,7 @@ from geosr.pipeline.config import (
 )
 from geosr.pipeline.mosaic import write_mosaic
 from geosr.pipeline.network import load_network, save_network
-from geosr.pipeline.plan import Plan, make_plan
+from geosr.pipeline.plan import Plan, make_plan, warn_partial_cover
 from geosr.pipeline.scene import network_for_scene
 from geosr.pipeline.selfcheck import SelfCheck, self_check
 from geosr.pipeline.stac import item_path, write_item
@@ -148,6 +148,7 @@ def prepare(lr: str, guide: str, out_path: str | os.PathLike[str], config: RunCo
     if choice is not None:
         logger.info("auto: %s", choice.reason)
     plan = make_plan(lr, guide, config)
+    warn_partial_cover(plan)
     init = None
     if plan.scene.network is not None:
 

@@ -21,7 +21,8 @@ class FileSource:
     """Pixels of the plan's input files (``plan.lr.path``, ``plan.guide.path``).
 
     A source has two methods: ``read_lr(plan, window, out_shape=None)`` returns an absolute
-    LR window of the plan's band as ``(1, h, w)`` float32, NaN = nodata;
+    LR window of the plan's band as ``(1, h, w)`` float32, NaN = nodata (physical values:
+    the files' band scale and offset applied, here and for the guide);
     ``guide_reader(plan, target, resampling)`` is a context manager yielding
     ``read(window) -> (C, h, w)`` float32 (NaN = no data) of the guide's plan bands
     resampled onto ``target`` (an :class:`OutputGrid` or ``(crs, transform, w, h)``).
@@ -39,8 +40,9 @@ class FileSource:
         self, plan: Plan, target: Any, resampling: str
     ) -> Iterator[Callable[[Window], np.ndarray]]:
 
+        physical = [plan.guide.scale_offset(b) for b in plan.guide_bands]
         with guide_vrt(plan.guide, target, resampling) as (vrt, mask_band):
-            yield lambda w: read_guide(vrt, mask_band, plan.guide_bands, w)
+            yield lambda w: read_guide(vrt, mask_band, plan.guide_bands, w, physical)
 
 
 def input_source(plan: Plan) -> Any:

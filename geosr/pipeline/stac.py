@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from geosr.pipeline.plan import Plan
+from geosr.raster.io import absolute
 from geosr.version import __version__
 
 PROCESSING_SCHEMA = "https://stac-extensions.github.io/processing/v1.2.0/schema.json"
@@ -138,7 +139,7 @@ def make_item(
         title=f"{plan.method} x{plan.scale}",
     ))
     for title, path in (("LR", plan.lr.path), ("guide", plan.guide.path)):
-        item.add_link(pystac.Link("derived_from", os.path.abspath(path),
+        item.add_link(pystac.Link("derived_from", absolute(path),
                                   media_type=GEOTIFF_MEDIA_TYPE, title=title))
     return item
 

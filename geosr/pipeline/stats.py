@@ -16,6 +16,7 @@ from geosr.pipeline.config import STATS_BLOCK, STATS_FULL_PIXELS
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import input_source
 from geosr.raster.grid import Window
+from geosr.raster.io import fill_candidates
 from geosr.raster.tiling import blocks
 
 logger = logging.getLogger(__name__)
@@ -73,6 +74,36 @@ class Moments:
             means.append(float(m))
             stds.append(float(s))
         return BandStats(tuple(means), tuple(stds))
+
+
+class FillCount:
+    """Pixels of an LR without a nodata value that equal a common fill value
+    (:data:`geosr.raster.io.FILL_VALUES`), counted on the statistics' reads."""
+
+    def __init__(self, plan: Plan) -> None:
+        info, band = plan.lr, plan.lr_band
+        untagged = plan.lr_nodata is None and info.nodata is None
+        self.values = (fill_candidates(info.dtypes[band - 1], *info.scale_offset(band))
+                       if untagged else {})
+        self.counts = dict.fromkeys(self.values, 0)
+        self.pixels = 0
+
+    def update(self, x: np.ndarray) -> None:
+        self.pixels += x.size
+        for raw, value in self.values.items():
+            self.counts[raw] += int(np.count_nonzero(x == np.float32(value)))
+
+    def warn(self, total_pixels: int) -> None:
+        """Warn about each fill value found (counts scaled up from decimated reads)."""
+        for raw, n in self.counts.items():
+            if n == 0:
+                continue
+            est = round(n * total_pixels / max(self.pixels, 1))
+            about = "" if est == n else "about "
+            value = f"{raw:.0f}" if abs(raw) < 1e15 else repr(raw)
+            logger.warning(
+                "LR has %s%d pixels equal to %s and no nodata value; if they are fill, "
+                "pass --nodata %s (nodata=%s in Python)", about, est, value, value, value)
 
 
 def _stride(n_pixels: int) -> int:
@@ -139,13 +170,18 @@ def compute_stats(plan: Plan) -> Plan:
 
     Every pixel is used up to ``STATS_FULL_PIXELS`` per raster (then they equal the
     statistics of the whole array); above that, a decimated read with a constant stride.
-    Raises :class:`InputError` when the LR has no valid pixel in the output grid.
+    Raises :class:`InputError` when the LR has no valid pixel in the output grid; warns
+    when an LR without a nodata value holds a common fill value (-9999, ...).
     """
     src = input_source(plan)
     reads = stats_reads(plan)
     lr_m = Moments(1)
+    fills = FillCount(plan)
     for win, shape in reads.lr:
-        lr_m.update(src.read_lr(plan, win, out_shape=shape))
+        x = src.read_lr(plan, win, out_shape=shape)
+        lr_m.update(x)
+        fills.update(x)
+    fills.warn(plan.grid.lr_window.height * plan.grid.lr_window.width)
     g_m = Moments(len(plan.guide_bands))
     with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
         for blk in reads.guide_blocks:

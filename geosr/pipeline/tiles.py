@@ -20,6 +20,7 @@ from geosr.normalize import prepare_guide, prepare_lr
 from geosr.pipeline.config import ProgressCallback, is_deterministic
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import read_tile_guide, read_tile_lr
+from geosr.raster.io import absolute
 from geosr.raster.store import TileStore
 from geosr.raster.tiling import Tile
 
@@ -242,8 +243,8 @@ def _run_tiles_distributed(
     # Workers may run elsewhere or in another folder: absolute paths only.
     plan = dataclasses.replace(
         plan,
-        lr=dataclasses.replace(plan.lr, path=os.path.abspath(plan.lr.path)),
-        guide=dataclasses.replace(plan.guide, path=os.path.abspath(plan.guide.path)),
+        lr=dataclasses.replace(plan.lr, path=absolute(plan.lr.path)),
+        guide=dataclasses.replace(plan.guide, path=absolute(plan.guide.path)),
     )
     store_dir = os.path.abspath(store_dir)
     resources = tile_resources(plan, client)

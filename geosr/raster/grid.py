@@ -203,9 +203,10 @@ def guide_resolution_in(geom: RasterGeometry, dst_crs: Any) -> float:
 def output_grid(lr: RasterGeometry, guide: RasterGeometry, scale: int) -> OutputGrid:
     """The output grid for super-resolving ``lr`` by ``scale`` with ``guide``.
 
-    Raises :class:`GridError` (with the fix in the message) when a CRS is missing, the
-    footprints do not overlap, the overlap holds fewer than 2x2 LR pixels, or the guide is
-    more than ``MAX_GUIDE_COARSENESS`` times coarser than the output pixels.
+    Raises :class:`GridError` (with the fix in the message) when a CRS is missing, the LR
+    is smaller than 2x2 pixels, the footprints do not overlap, the overlap holds fewer
+    than 2x2 LR pixels, or the guide is more than ``MAX_GUIDE_COARSENESS`` times coarser
+    than the output pixels.
     """
     import shapely
 
@@ -216,6 +217,11 @@ def output_grid(lr: RasterGeometry, guide: RasterGeometry, scale: int) -> Output
                 f"FILE` (or `gdal_edit.py -a_srs EPSG:XXXX FILE`)"
             )
     _check_rectilinear(lr, "LR")
+    if lr.width < 2 or lr.height < 2:
+        raise GridError(
+            f"the LR raster is only {lr.width} x {lr.height} pixels, too small to "
+            "super-resolve: at least 2 x 2 LR pixels are needed; pass a larger LR raster"
+        )
     lr_poly = shapely.box(*lr.bounds)
     g_poly = footprint(guide, lr.crs)
     inter = lr_poly.intersection(g_poly)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError, RasterIOError
+from geosr.errors import GridError, InputError, RasterIOError
 from geosr.raster.grid import OutputGrid, RasterGeometry, Window
 from geosr.version import __version__
 
@@ -34,16 +35,63 @@ GDAL_CACHEMAX_MB = 64
 
 
 def gdal_env(**extra: Any) -> Any:
-    """A ``rasterio.Env`` with a bounded block cache and quiet sidecar probing."""
+    """A ``rasterio.Env`` with a bounded block cache.
+
+    GDAL lists the raster's folder on open as usual, so that the georeferencing it keeps in
+    sidecar files (``.aux.xml``, world files such as ``.pgw``/``.jgw``/``.wld``) is seen, as
+    ``rio info`` sees it.
+    """
     import rasterio
 
     opts: dict[str, Any] = {
         "GDAL_CACHEMAX": GDAL_CACHEMAX_MB * 1024 * 1024,
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CHECK_DISK_FREE_SPACE": False,
     }
     opts.update(extra)
     return rasterio.Env(**opts)
+
+
+#: ``scheme://`` URLs (https, s3, gs, zip+https, ...) that rasterio hands to GDAL
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: GDAL's driver-prefixed names, e.g. ``NETCDF:"f.nc":var``, ``GPKG:f.gpkg:table``
+_DRIVER_PREFIX = re.compile(r"^[A-Z][A-Z0-9_]+:")
+
+
+def is_local_path(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` names a plain file on this machine (not a GDAL virtual file system
+    path such as ``/vsizip/...`` or ``/vsicurl/...``, a URL or a driver-prefixed name)."""
+    s = os.fspath(path)
+    return not (s.startswith("/vsi") or _URL.match(s) or _DRIVER_PREFIX.match(s))
+
+
+def absolute(path: str) -> str:
+    """``path`` made absolute if it is a local file; URLs and /vsi paths as given."""
+    return os.path.abspath(path) if is_local_path(path) else path
+
+
+def _check_local_file(path: str, what: str) -> None:
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"the {what} file {path!r} does not exist; check the path")
+    if p.is_dir():
+        raise InputError(f"the {what} path {path!r} is a folder; pass a raster file")
+    if not os.access(p, os.R_OK):
+        raise InputError(
+            f"the {what} file {path!r} is not readable; check its permissions (chmod +r)"
+        )
+
+
+def _check_georeferenced(src: Any, path: str, what: str) -> None:
+    """Refuse a raster georeferenced by ground control points only (no geotransform)."""
+    gcps, gcp_crs = src.gcps
+    if gcps and src.transform.is_identity:
+        epsg = gcp_crs.to_epsg() if gcp_crs is not None else None
+        name = os.path.basename(path) or path
+        raise GridError(
+            f"the {what} raster {path!r} has ground control points but no geotransform; "
+            f"warp it first: `gdalwarp -t_srs EPSG:{epsg or 'XXXX'} {name} "
+            f"{os.path.splitext(name)[0]}_warped.tif` (or `rio warp`)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +106,15 @@ class RasterInfo:
     colorinterp: tuple[str, ...]
     descriptions: tuple[str | None, ...]
     units: tuple[str | None, ...]
+    #: per band ``physical = raw * scale + offset`` (empty: 1 and 0 for every band)
+    scales: tuple[float, ...] = ()
+    offsets: tuple[float, ...] = ()
+
+    def scale_offset(self, band: int) -> tuple[float, float]:
+        """``(scale, offset)`` of 1-based ``band``."""
+        scale = self.scales[band - 1] if len(self.scales) >= band else 1.0
+        offset = self.offsets[band - 1] if len(self.offsets) >= band else 0.0
+        return float(scale), float(offset)
 
     @property
     def alpha_band(self) -> int | None:
@@ -69,23 +126,24 @@ class RasterInfo:
 
 
 def raster_info(path: str | os.PathLike[str], what: str) -> RasterInfo:
-    """Open ``path`` and describe it, or raise :class:`InputError` saying what to do."""
+    """Open ``path`` and describe it, or raise :class:`InputError` saying what to do.
+
+    A plain local path is checked first (exists, is a file, is readable); anything else
+    (``/vsizip/...``, ``/vsicurl/...``, ``https://...``, ``s3://...``) goes to rasterio as
+    given, and GDAL's own error is reported when it cannot be opened.
+    """
     import rasterio
     from rasterio.errors import RasterioIOError
 
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"the {what} file {str(p)!r} does not exist; check the path")
-    if p.is_dir():
-        raise InputError(f"the {what} path {str(p)!r} is a folder; pass a raster file")
-    if not os.access(p, os.R_OK):
-        raise InputError(
-            f"the {what} file {str(p)!r} is not readable; check its permissions (chmod +r)"
-        )
+    s = os.fspath(path)
+    local = is_local_path(s)
+    if local:
+        _check_local_file(s, what)
     try:
-        with gdal_env(), rasterio.open(p) as src:
+        with gdal_env(), rasterio.open(s) as src:
+            _check_georeferenced(src, s, what)
             return RasterInfo(
-                path=str(p),
+                path=s,
                 geometry=RasterGeometry(src.crs, src.transform, src.width, src.height),
                 count=src.count,
                 dtypes=tuple(src.dtypes),
@@ -93,12 +151,61 @@ def raster_info(path: str | os.PathLike[str], what: str) -> RasterInfo:
                 colorinterp=tuple(ci.name for ci in src.colorinterp),
                 descriptions=tuple(src.descriptions),
                 units=tuple(src.units),
+                scales=tuple(float(v) for v in src.scales),
+                offsets=tuple(float(v) for v in src.offsets),
             )
     except RasterioIOError as exc:
+        if not local:
+            raise InputError(
+                f"GDAL cannot open the {what} raster {s!r}: {exc}; check the path or URL "
+                "(and the network, or the credentials of a cloud store)"
+            ) from exc
         raise InputError(
-            f"the {what} file {str(p)!r} is not a raster GDAL can read ({exc}); pass a "
+            f"the {what} file {s!r} is not a raster GDAL can read ({exc}); pass a "
             "GeoTIFF (or another GDAL raster format)"
         ) from exc
+
+
+def to_physical(arr: np.ndarray, scale: float = 1.0, offset: float = 0.0) -> np.ndarray:
+    """Raw band values as float32 physical values ``raw * scale + offset`` (computed in
+    float64, so that large offsets keep the precision float32 allows)."""
+    if scale == 1.0 and offset == 0.0:
+        return arr.astype(np.float32)
+    return (arr.astype(np.float64) * scale + offset).astype(np.float32)
+
+
+def bands_to_physical(arr: np.ndarray, scales: Sequence[float],
+                      offsets: Sequence[float]) -> np.ndarray:
+    """``(bands, ...)`` raw values (e.g. ``src.read()``, NaN kept) as float32 physical values,
+    each band with its own scale and offset (``src.scales``, ``src.offsets``)."""
+    out = np.asarray(arr).astype(np.float32)
+    for i, (scale, offset) in enumerate(zip(scales, offsets, strict=True)):
+        out[i] = to_physical(np.asarray(arr[i]), float(scale), float(offset))
+    return out
+
+
+#: Fill values common enough to warn about when an LR with no nodata value holds them:
+#: -9999 (ASCII grids and many DEM and climate products), -32768 and -32767 (the 16-bit
+#: voids of SRTM and other integer DEMs) and the float32 extremes (NoData of ArcGIS float
+#: grids).
+FILL_VALUES = (-9999.0, -32768.0, -32767.0, float(np.finfo(np.float32).min),
+               float(np.finfo(np.float32).max))
+
+
+def fill_candidates(dtype: str, scale: float = 1.0, offset: float = 0.0) -> dict[float, float]:
+    """``{raw fill value: the float32 value read_lr returns for it}`` for the
+    :data:`FILL_VALUES` a band of ``dtype`` can hold."""
+    dt = np.dtype(dtype)
+    out: dict[float, float] = {}
+    for v in FILL_VALUES:
+        if np.issubdtype(dt, np.integer):
+            info = np.iinfo(dt)
+            if not info.min <= v <= info.max:
+                continue
+        elif not np.issubdtype(dt, np.floating) or float(dt.type(v)) != v:
+            continue
+        out[v] = float(to_physical(np.array([v], dt), scale, offset)[0])
+    return out
 
 
 def _invalid(arr: np.ndarray, nodata: float | None) -> np.ndarray:
@@ -120,7 +227,9 @@ def read_lr(
     """Read ``window`` (absolute LR pixels) of ``band`` as ``(1, h, w)`` float32, NaN = invalid.
 
     ``nodata`` overrides the file's nodata value; otherwise the file's nodata value and its
-    mask band (if any) mark invalid pixels. ``out_shape`` decimates the read (statistics).
+    mask band (if any) mark invalid pixels. Nodata is compared on the raw values; the valid
+    ones are returned as physical values (the band's scale and offset applied).
+    ``out_shape`` decimates the read (statistics).
     """
     import rasterio
     from rasterio.enums import Resampling
@@ -137,11 +246,26 @@ def read_lr(
                 flags = src.mask_flag_enums[band - 1]
                 if any(f.name in ("per_dataset", "alpha") for f in flags):
                     bad |= src.read_masks(band, **kw) == 0
+            scale, offset = src.scales[band - 1], src.offsets[band - 1]
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterIOError(f"failed to read the LR raster {path!r}: {exc}") from exc
-    out = arr.astype(np.float32)
+        raise read_error("LR raster", path, window, exc) from exc
+    out = to_physical(arr, scale, offset)
     out[bad] = np.nan
     return out[None]
+
+
+def read_error(what: str, path: str, window: Window, exc: BaseException,
+               where: str = "") -> RasterIOError:
+    """The error of a failed windowed read: the file, the window (``where``: in which
+    pixels, if not the file's), GDAL's own message (the cause rasterio chains) and how to
+    check the file."""
+    cause = exc.__cause__ or exc.__context__
+    gdal = str(cause or exc).strip() or type(exc).__name__
+    return RasterIOError(
+        f"failed to read the {what} {path!r} (rows {window.row0}-{window.row1}, columns "
+        f"{window.col0}-{window.col1}{where}; GDAL: {gdal}); the file may be truncated or "
+        f"corrupt: check it with `gdalinfo -checksum {path}`"
+    )
 
 
 @contextlib.contextmanager
@@ -179,15 +303,36 @@ def guide_vrt(
         with gdal_env(), rasterio.open(info.path) as src, WarpedVRT(src, **kw) as vrt:
             yield vrt, (alpha if alpha is not None else vrt.count)
     except rasterio.errors.RasterioIOError as exc:
-        raise RasterIOError(f"failed to read the guide {info.path!r}: {exc}") from exc
+        cause = exc.__cause__ or exc.__context__
+        raise RasterIOError(
+            f"failed to read the guide {info.path!r}: {exc}"
+            + (f" (GDAL: {cause})" if cause is not None else "")
+            + f"; check it with `gdalinfo -checksum {info.path}`"
+        ) from exc
 
 
-def read_guide(vrt: Any, mask_band: int | None, bands: Sequence[int], window: Window) -> np.ndarray:
-    """Read ``bands`` of a guide VRT in ``window`` as ``(C, h, w)`` float32, NaN = no data."""
+def read_guide(
+    vrt: Any,
+    mask_band: int | None,
+    bands: Sequence[int],
+    window: Window,
+    scale_offset: Sequence[tuple[float, float]] | None = None,
+) -> np.ndarray:
+    """Read ``bands`` of a guide VRT in ``window`` as ``(C, h, w)`` float32, NaN = no data;
+    ``scale_offset``: each band's ``(scale, offset)``, to return physical values."""
+    import rasterio
+
     rw = window.to_rasterio()
-    out = vrt.read(list(bands), window=rw, out_dtype="float32")
-    if mask_band is not None:
-        m = vrt.read(mask_band, window=rw) == 0
+    try:
+        out = vrt.read(list(bands), window=rw, out_dtype="float32")
+        m = vrt.read(mask_band, window=rw) == 0 if mask_band is not None else None
+    except rasterio.errors.RasterioIOError as exc:
+        path = getattr(getattr(vrt, "src_dataset", None), "name", None) or vrt.name
+        raise read_error("guide", path, window, exc, " of the output grid") from exc
+    if scale_offset is not None:
+        for i, (scale, offset) in enumerate(scale_offset):
+            out[i] = to_physical(out[i], scale, offset)
+    if m is not None:
         out[:, m] = np.nan
     return out
 
@@ -236,7 +381,8 @@ def check_output_path(
     """Check that ``path`` can be written; raise :class:`InputError` with the fix."""
     out = check_output_folder(path)
     for inp in inputs:
-        if inp and out.exists() and os.path.samefile(out, inp):
+        same = inp and is_local_path(inp) and out.exists() and os.path.exists(inp)
+        if same and os.path.samefile(out, inp):
             raise InputError(
                 f"the output {str(out)!r} is one of the inputs; choose another output path"
             )

@@ -73,7 +73,7 @@ from geosr.errors import InputError, OptionError
 from geosr.pipeline.auto import resolve as resolve_auto
 from geosr.pipeline.config import RunConfig, SceneConfig, TilingConfig
 from geosr.pipeline.mosaic import band_description
-from geosr.pipeline.plan import make_plan
+from geosr.pipeline.plan import make_plan, warn_partial_cover
 from geosr.raster.io import provenance_tags
 from geosr.xr.graph import build_graph
 from geosr.xr.inputs import as_input
@@ -141,6 +141,7 @@ def super_resolve_xr(
     )
     config, _ = resolve_auto(src_lr.info, src_g.info, config)
     plan = make_plan(src_lr.info, src_g.info, config)
+    warn_partial_cover(plan)
     data = build_graph(plan, src_lr, src_g, config.tiling.mosaic_block)
     g = plan.grid
     from rioxarray.rioxarray import affine_to_coords

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,6 +17,8 @@ from geosr.raster.grid import (
     Window,
 )
 from geosr.raster.io import RasterInfo, _invalid, gdal_env, guide_vrt, read_guide
+
+logger = logging.getLogger(__name__)
 
 
 # -- source --------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ def as_input(da: Any, what: str) -> DataArrayInput:
             f"{var} = {var}.rio.write_transform(Affine(...))"
         )
     try:
-        transform = da.rio.transform()
+        transform = _transform(da, x_dim, y_dim, what)
     except RioXarrayError as exc:
         raise GridError(f"the {what} DataArray's transform cannot be read ({exc}); set it "
                         f"with {var} = {var}.rio.write_transform(Affine(...))") from exc
@@ -224,6 +227,22 @@ def as_input(da: Any, what: str) -> DataArrayInput:
         y_dim=y_dim, x_dim=x_dim, nodata=nodata,
         encoded_nodata=None if enc is None else float(enc), name=da.name,
     )
+
+
+def _transform(da: Any, x_dim: str, y_dim: str, what: str) -> Affine:
+    """The transform of ``da``: from its 1-D x/y coordinates when it has at least two of
+    each (a cached ``GeoTransform`` goes stale under ``coarsen``, ``isel`` with steps,
+    ``interp``...), else the cached one (rotated transforms have no 1-D coordinates)."""
+    cached = da.rio.transform()
+    coords = [da.coords.get(d) for d in (x_dim, y_dim)]
+    if cached.b != 0 or cached.d != 0 or any(c is None or c.ndim != 1 or c.size < 2
+                                              for c in coords):
+        return cached
+    derived = da.rio.transform(recalc=True)
+    if not cached.almost_equals(derived):
+        logger.debug("the %s DataArray's cached transform %s disagrees with its coordinates; "
+                     "using %s", what, tuple(cached)[:6], tuple(derived)[:6])
+    return derived
 
 
 def _per_band(value: Any, count: int) -> tuple[str | None, ...]:
