@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,20 @@ import pytest
 from affine import Affine
 
 from tests.geodata import LR_PIXEL, ORIGIN, SCALE, scene_arrays, shared_data_dir, write_raster
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Keep the suite out of the user's cache: auto mode's cost model, timed while the
+    tests load the machine, would otherwise be reused by the user's next real run."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    cache = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
 
 
 @pytest.fixture

@@ -71,6 +71,10 @@ class LoopOptions:
             raise OptionError(f"lr must be > 0, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             raise OptionError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        # a boolean spelling (-O bf16=true, yes, 1) forces it like "on"/"off"
+        bf16 = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off",
+                "0": "off"}.get(str(self.bf16).lower(), self.bf16)
+        object.__setattr__(self, "bf16", bf16)
         if self.bf16 not in ("auto", "on", "off"):
             raise OptionError(f"bf16 must be auto, on or off, got {self.bf16!r}")
         if self.early_stop is not None and self.early_stop < 1:

@@ -11,6 +11,7 @@ from typing import Any
 
 from geosr.errors import OptionError
 from geosr.models import get_method, get_method_class
+from geosr.models.base import coerce_options
 from geosr.models.api import check_scale
 from geosr.raster.creation import check_creation_options
 
@@ -256,7 +257,8 @@ class RunConfig:
         items = self.method_options
         if isinstance(items, Mapping):
             items = items.items()
-        options = tuple(sorted(dict(items).items()))
+        typed = coerce_options(get_method_class(self.method).Options, dict(items), self.method)
+        options = tuple(sorted(typed.items()))
         object.__setattr__(self, "method_options", options)
         object.__setattr__(self, "scale", check_scale(self.scale))
         if self.guide_bands is not None:

@@ -324,3 +324,17 @@ def test_python_dash_m_geosr__runs_the_cli() -> None:
     bad = subprocess.run([sys.executable, "-m", "geosr", "no-such-command"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "no-such-command" in bad.stderr
+
+
+@pytest.mark.parametrize("option, needle", [
+    ("iterations=abc", "'iterations' takes an integer, got 'abc'"),
+    ("iterations=2.7", "'iterations' takes an integer, got 2.7"),
+    ("seed=1.5", "'seed' takes an integer or none"),
+    ("compile=maybe", "'compile' takes a boolean"),
+])
+def test_sr__method_option_of_the_wrong_type_exits_2(scene: dict[str, Any], option: str,
+                                                      needle: str) -> None:
+    before = set(os.listdir(scene["dir"]))
+    result = invoke("sr", *base_args(scene, scene["dir"] / "typed.tif", **{"--method": "mmsr"}),
+                    "-O", option)
+    assert_clean_failure(result, scene["dir"], before, needle)

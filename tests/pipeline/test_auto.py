@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -87,3 +88,9 @@ def test_dry_run_prints_the_choice_and_estimates(scene, monkeypatch) -> None:
     assert a["estimated_total_seconds"] == pytest.approx(60, rel=0.05)
     assert info["mode"]["iterations"] == a["iterations"]
     assert not (scene["dir"] / "o.tif").exists()
+
+
+def test_the_suite_keeps_out_of_the_users_cost_model_cache() -> None:
+    from geosr.pipeline.auto import cache_path
+
+    assert not str(cache_path()).startswith(str(Path.home() / ".cache"))
