@@ -75,6 +75,8 @@ SCENE_KEYS: dict[str, Callable[[Any], Any]] = {
     "back_project": int,
     "prefit": int,
     "network": str,  # a network file, relative to the manifest's folder
+    # how the guide is warped onto the output grid (GDAL's name; auto/empty: the default)
+    "resampling": lambda v: None if str(v).strip().lower() in ("", "auto") else str(v).strip(),
 }
 STATUS_DIR = "scenes"
 REPORT = "report.json"
@@ -248,8 +250,12 @@ def scene_config(scene: Scene, defaults: dict[str, Any]) -> RunConfig:
     s = {**defaults, **dict(scene.settings)}
     if not s.get("scale"):
         raise OptionError(f"scene {scene.id!r} has no scale; pass --scale or set it per scene")
+    method = s.get("method") or "mmsr"
+    # ``--set METHOD.KEY=VALUE`` of the command line, for the scenes of that method
+    options = {**(s.get("method_sets") or {}).get(method, {}), **(s.get("options") or {})}
     return run_config(
-        scale=s["scale"], method=s.get("method"), options=s.get("options"),
+        scale=s["scale"], method=method, options=options,
+        guide_resampling=s.get("resampling"),
         **{k: s.get(k) for k in SHARED_METHOD_SETTINGS},
         lr_band=s.get("lr_band"), guide_bands=s.get("guide_bands"), nodata=s.get("nodata"),
         mode=s.get("mode"), scene_iterations=s.get("scene_iterations"),

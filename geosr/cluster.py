@@ -24,7 +24,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from geosr.errors import OptionError
+from geosr.errors import OptionError, import_extra
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,10 @@ def dask_client(
         yield None
         return
     import dask
-    from distributed import Client, LocalCluster
+
+    feature = "--scheduler" if scheduler else "--cluster-workers"
+    distributed = import_extra("distributed", "cluster", f"{feature} (dask.distributed)")
+    Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
     # distributed logs every connection at INFO; keep that for -v -v (geosr at DEBUG)
     if not logging.getLogger("geosr").isEnabledFor(logging.DEBUG):

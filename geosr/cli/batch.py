@@ -13,13 +13,15 @@ import sys
 from typing import Any
 
 import click
+import cloup
 
 from geosr.batch import read_manifest, run_batch, state_dir_for
-from geosr.cli.common import configure_logging, wants_gpu
-from geosr.cli.options import batch_options, parse_option_value
+from geosr.cli.common import configure_logging, require, wants_gpu
+from geosr.cli.options import HELP_SETTINGS, batch_options, parse_option_value
 from geosr.cli.progress import JsonProgress
 from geosr.cluster import dask_client
 from geosr.errors import GeosrError, OptionError
+from geosr.models import get_method_class
 from geosr.pipeline.config import OutputConfig, SceneConfig
 from geosr.raster.io import check_output_format
 
@@ -29,6 +31,10 @@ logger = logging.getLogger(__name__)
 def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
     """The per-scene defaults from the command line (a scene's own settings win)."""
     options = {k: parse_option_value(v) for k, v in kw["method_option"]}
+    per_method: dict[str, dict[str, Any]] = {}
+    for meth, key, value in kw.get("sets", ()):
+        get_method_class(meth)  # an unknown method is an error (exit 2)
+        per_method.setdefault(meth, {})[key] = parse_option_value(value)
     return {
         "scale": kw["scale"], "method": kw["method"], "preset": preset,
         "iterations": kw["iterations"], "seed": kw["seed"], "device": kw["device"],
@@ -41,23 +47,29 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
         "scene_crop": kw["scene_crop"], "hybrid_iterations": kw["hybrid_iterations"],
         "back_project": kw["back_project"], "prefit": kw["prefit"], "network": kw["network"],
         "guard": kw["guard"] == "on", "budget": kw["budget"],
+        "method_sets": per_method,
+        "resampling": None if kw.get("resampling", "auto") == "auto" else kw["resampling"],
     }
 
 
-@click.command("batch")
+@cloup.command("batch", context_settings=HELP_SETTINGS)
 @click.argument("manifest", type=click.Path(dir_okay=False))
-@click.option("--preset", type=click.Choice(["dem", "thermal", "none"]), default="none",
-              show_default=True, help="Method preset for every scene (as dem-sr / thermal-sr).")
-@click.option("--output-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the outputs of scenes that name none (OUTPUT_DIR/<id>.tif).")
-@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Scenes processed at once (separate processes unless a dask cluster "
-              "runs the tiles); each runs --workers tiles at once.")
-@click.option("--state-dir", type=click.Path(file_okay=False), default=None,
-              help="Per-scene status files and the report (default: MANIFEST_STEM.geosr/ "
-              "next to the manifest).")
-@click.option("--report", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the JSON report (default: STATE_DIR/report.json).")
+@cloup.option_group(
+    "Scenes",
+    click.option("--preset", type=click.Choice(["dem", "thermal", "none"]), default="none",
+                 help="Method preset for every scene (as dem-sr / thermal-sr)."),
+    click.option("--output-dir", type=click.Path(file_okay=False), default=None,
+                 show_default="none: each scene names its output",
+                 help="Folder for the outputs of scenes that name none (OUTPUT_DIR/<id>.tif)."),
+    click.option("--jobs", "-j", type=click.IntRange(min=1), default=1,
+                 help="Scenes processed at once (separate processes unless a dask cluster "
+                 "runs the tiles); each runs --workers tiles at once."),
+    click.option("--state-dir", type=click.Path(file_okay=False), default=None,
+                 show_default="MANIFEST_STEM.geosr/ next to the manifest",
+                 help="Per-scene status files and the report."),
+    click.option("--report", type=click.Path(dir_okay=False), default=None,
+                 show_default="STATE_DIR/report.json", help="Where to write the JSON report."),
+)
 @batch_options
 def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
               state_dir: str | None, report: str | None, **kw: Any) -> None:
@@ -84,6 +96,9 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
     try:
         scenes = read_manifest(manifest, output_dir=output_dir)
         defaults = batch_defaults(kw, None if preset == "none" else preset)
+        if any(dict(sc.settings).get("stac", defaults["stac"]) for sc in scenes):
+            require("pystac", "stac", "a STAC item per scene (--stac, on by default in a "
+                    "batch; --no-stac to go without)")
         for sc in scenes:  # what would fail a scene later (a network file with tile mode,
             # a creation option GDAL does not take, a .png output): say so now
             st = {**defaults, **dict(sc.settings)}

@@ -9,9 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cloup
 
-from geosr.cli.common import configure_logging, method_options
-from geosr.cli.options import evaluation_options, overlap_opt, tile_size_opt, workers_opt
+from geosr.cli.common import configure_logging, require
+from geosr.cli.options import (
+    HELP_SETTINGS,
+    GeosrOption,
+    eval_json_opt,
+    evaluation_options,
+    options_per_method,
+    overlap_opt,
+    quiet_opt,
+    tile_size_opt,
+    verbose_opt,
+    workers_opt,
+)
 from geosr.errors import GeosrError
 from geosr.evaluation import bench
 from geosr.evaluation.evaluate import center_crop, load_pairs
@@ -39,41 +51,54 @@ def _check_png(path: Path | None, option: str) -> None:
                                  "first", param_hint=option)
 
 
-@click.command("bench")
+@cloup.command("bench", context_settings=HELP_SETTINGS)
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--guide", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Guide raster when DATA is an HR reference GeoTIFF (e.g. an orthophoto for "
-              "a DSM); required for a GeoTIFF.")
+@cloup.option_group(
+    "Data",
+    click.option("--guide", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 cls=GeosrOption, required_unless="DATA is a folder of pairs",
+                 help="Guide raster when DATA is an HR reference GeoTIFF (e.g. an orthophoto "
+                 "for a DSM)."),
+    click.option("--crop", type=int, show_default="none: whole pairs",
+                 help="Folder of pairs: centre-crop every HR pair to CROP x CROP pixels first "
+                 "(a reduced protocol for quick comparisons)."),
+    click.option("--limit", type=int, show_default="all",
+                 help="Folder of pairs: run only the first N pairs."),
+)
 @evaluation_options
-@click.option("--modes", default=None, metavar="MODE[,MODE]",
-              help="Pipeline modes to run a GeoTIFF scene in: tile (default), scene, hybrid. "
-              "Scene and hybrid apply to learned methods only.")
-@click.option("--scene-iterations", type=click.IntRange(min=1), help="Steps of the scene "
-              "network's fit (scene/hybrid modes; default: the method's --iterations).")
-@click.option("--hybrid-iterations", type=click.IntRange(min=1), help="Per-tile fine-tune "
-              "steps of the hybrid mode (default 100).")
-@tile_size_opt
-@overlap_opt
-@workers_opt
-@click.option("--crop", type=int, help="Folder of pairs: centre-crop every HR pair to "
-              "CROP x CROP pixels first (a reduced protocol for quick comparisons).")
-@click.option("--limit", type=int, help="Folder of pairs: run only the first N pairs.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the result as JSON ('-' for stdout); kept up to date during the run.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              metavar="PATH.png", help="Plot RMSE against seconds per output megapixel (log).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write an HTML report (figures embedded) to DIR/index.html.")
-@click.option("--report-note", help="A highlighted line on top of the report, e.g. to say "
-              "that the settings are reduced.")
-@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
-              help="GeoTIFF scene: keep the pooled LR and the outputs in this folder "
-              "(default: a temporary folder, removed).")
-@click.option("-v", "--verbose", count=True)
-@click.option("-q", "--quiet", count=True)
-def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets, modes,
-              scene_iterations, hybrid_iterations, tile_size, overlap, workers, crop, limit, json_path, plot_path, report_dir,
-              report_note, workdir, verbose, quiet) -> None:
+@cloup.option_group(
+    "Mode and tiling (a GeoTIFF scene)",
+    click.option("--modes", default=None, metavar="MODE[,MODE]", show_default="tile",
+                 help="Pipeline modes to run a GeoTIFF scene in: tile, scene, hybrid. Scene "
+                 "and hybrid apply to learned methods only."),
+    click.option("--scene-iterations", type=click.IntRange(min=1),
+                 show_default="the method's --iterations",
+                 help="Steps of the scene network's fit (scene/hybrid modes)."),
+    click.option("--hybrid-iterations", type=click.IntRange(min=1), show_default="100",
+                 help="Per-tile fine-tune steps of the hybrid mode."),
+    tile_size_opt, overlap_opt, workers_opt,
+    click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
+                 show_default="a temporary folder, removed",
+                 help="GeoTIFF scene: keep the pooled LR and the outputs in this folder."),
+)
+@cloup.option_group(
+    "Output",
+    eval_json_opt,
+    click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+                 metavar="PATH.png", show_default="off",
+                 help="Plot RMSE against seconds per output megapixel (log; needs "
+                 'pip install "geosr[report]").'),
+    click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+                 show_default="off", help="Also write an HTML report (figures embedded) to "
+                 'DIR/index.html (needs pip install "geosr[report]").'),
+    click.option("--report-note", show_default="none", help="A highlighted line on top of "
+                 "the report, e.g. to say that the settings are reduced."),
+)
+@cloup.option_group("Run control", verbose_opt, quiet_opt)
+def bench_cmd(data, guide, crop, limit, methods, scale, iterations, preset, device, seed,
+              method_option, sets, modes, scene_iterations, hybrid_iterations, tile_size,
+              overlap, workers, workdir, json_path, plot_path, report_dir, report_note,
+              verbose, quiet) -> None:
     """Benchmark methods: quality (RMSE, MAE, ratio to bicubic) against wall time per output
     megapixel and peak memory.
 
@@ -105,11 +130,13 @@ def bench_cmd(data, guide, methods, scale, iterations, preset, device, seed, set
         raise click.UsageError("--crop and --limit apply to a folder of pairs; for a GeoTIFF "
                                "scene, crop the reference first (gdal_translate -srcwin ...)")
     _check_png(plot_path, "--plot")
+    if plot_path is not None or report_dir is not None:
+        require("matplotlib", "report", "a figure (--plot, --report)")
     try:
         check_scale(scale)
         names = [m.strip() for m in methods.split(",") if m.strip()]
         common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
-        opts = method_options(names, common, sets)
+        opts = options_per_method(names, common, method_option, sets)
         if scene:
 
             mode_list = bench.check_modes(modes or "tile")

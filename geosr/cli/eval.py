@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import click
+import cloup
 
-from geosr.cli.common import configure_logging, method_options
-from geosr.cli.options import evaluation_options
+from geosr.cli.common import configure_logging, require
+from geosr.cli.options import (
+    HELP_SETTINGS,
+    eval_json_opt,
+    evaluation_options,
+    options_per_method,
+    quiet_opt,
+    verbose_opt,
+)
 from geosr.errors import GeosrError
 from geosr.evaluation.evaluate import center_crop, evaluate, format_table, load_pairs
 from geosr.evaluation.misalign import Misalignment
@@ -18,34 +26,43 @@ from geosr.evaluation.report import write_report
 from geosr.models.api import check_scale
 
 
-@click.command("eval")
+@cloup.command("eval", context_settings=HELP_SETTINGS)
 @click.argument("data", type=click.Path())
-@click.option("--guide", type=click.Path(dir_okay=False),
-              help="Guide image when DATA is a single HR file (e.g. an HR GeoTIFF; any path "
-              "GDAL opens: /vsizip/..., https://...).")
+@cloup.option_group(
+    "Data",
+    click.option("--guide", type=click.Path(dir_okay=False), show_default="the pairs' own",
+                 help="Guide image when DATA is a single HR file (e.g. an HR GeoTIFF; any path "
+                 "GDAL opens: /vsizip/..., https://...)."),
+    click.option("--pairs", "only", default="", show_default="all",
+                 help="Comma-separated pair names to run."),
+    click.option("--limit", type=int, show_default="all", help="Run only the first N pairs."),
+    click.option("--crop", type=int, show_default="none: whole pairs",
+                 help="Centre-crop every HR pair to CROP x CROP pixels first (a reduced "
+                 "protocol for quick comparisons)."),
+    click.option("--guide-noise", type=float, default=0.0,
+                 help="Std of Gaussian noise added to the guide (guide units)."),
+    click.option("--misalign", "misalign_spec", default=None, is_flag=False,
+                 flag_value="default", metavar="SPEC", show_default="off",
+                 help="Misalign the guide only: 'default' or e.g. "
+                 "translation=6,rotation=2,perspective=0.02 (HR px, degrees, fraction of size)."),
+    click.option("--misalign-seed", type=int, default=0),
+)
 @evaluation_options
-@click.option("--guide-noise", type=float, default=0.0, show_default=True,
-              help="Std of Gaussian noise added to the guide (guide units).")
-@click.option("--misalign", "misalign_spec", default=None, is_flag=False, flag_value="default",
-              metavar="SPEC", help="Misalign the guide only: 'default' or e.g. "
-              "translation=6,rotation=2,perspective=0.02 (HR px, degrees, fraction of size).")
-@click.option("--misalign-seed", type=int, default=0, show_default=True)
-@click.option("--snapshots", default="", help="Also report RMSE after these steps, e.g. 100,250,500.")
-@click.option("--pairs", "only", default="", help="Comma-separated pair names to run (default all).")
-@click.option("--limit", type=int, help="Run only the first N pairs.")
-@click.option("--crop", type=int, help="Centre-crop every HR pair to CROP x CROP pixels first "
-              "(a reduced protocol for quick comparisons).")
-@click.option("--json", "json_path", type=click.Path(path_type=Path),
-              help="Write the full result as JSON to this file ('-' for stdout).")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write a visual HTML report (figures embedded) to DIR/index.html.")
-@click.option("--report-note", help="A highlighted line on top of the report, e.g. to say "
-              "that the settings are reduced.")
-@click.option("-v", "--verbose", count=True)
-@click.option("-q", "--quiet", count=True)
-def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets, guide_noise,
-             misalign_spec, misalign_seed, snapshots, only, limit, crop, json_path, report_dir,
-             report_note, verbose, quiet) -> None:
+@cloup.option_group(
+    "Output",
+    eval_json_opt,
+    click.option("--snapshots", default="", show_default="none",
+                 help="Also report RMSE after these steps, e.g. 100,250,500."),
+    click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
+                 show_default="off", help="Also write a visual HTML report (figures embedded) "
+                 'to DIR/index.html (needs pip install "geosr[report]").'),
+    click.option("--report-note", show_default="none", help="A highlighted line on top of the "
+                 "report, e.g. to say that the settings are reduced."),
+)
+@cloup.option_group("Run control", verbose_opt, quiet_opt)
+def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, method_option, sets,
+             guide_noise, misalign_spec, misalign_seed, snapshots, only, limit, crop, json_path,
+             report_dir, report_note, verbose, quiet) -> None:
     """Evaluate methods on HR references degraded by SCALE x SCALE average pooling.
 
     DATA is a dataset folder (target/ + guide/, depth/ + rgb/, *_nir + *_rgb files, or
@@ -53,12 +70,13 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, sets
     bicubic, seconds and peak memory per pair and on average.
     """
     configure_logging(verbose, quiet)
-
+    if report_dir is not None:
+        require("matplotlib", "report", "an HTML report (--report)")
     try:
         check_scale(scale)
         names = [m.strip() for m in methods.split(",") if m.strip()]
         common = {"iterations": iterations, "preset": preset, "device": device, "seed": seed}
-        opts = method_options(names, common, sets)
+        opts = options_per_method(names, common, method_option, sets)
         pairs = load_pairs(data, guide)
 
         mis = Misalignment.parse(misalign_spec) if misalign_spec is not None else None

@@ -14,8 +14,10 @@ from geosr.pipeline.network import network_options, read_network
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the metadata as JSON.")
 def network_cmd(path: str, as_json: bool) -> None:
-    """Show what the network file PATH holds: method, options, scale, guide bands, and where
-    and how it was fitted (a file written by --save-network, for --network)."""
+    """Show what the network file PATH holds (written by --save-network).
+
+    The method, its options, the scale, the guide's band count, and where and how it was
+    fitted: what --network checks against a run."""
 
     try:
         meta, state = read_network(path)

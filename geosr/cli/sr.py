@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+import cloup
 
 from geosr.cli.common import configure_logging, wants_gpu
-from geosr.cli.options import common_options, parse_option_value
+from geosr.cli.options import HELP_SETTINGS, common_options, options_for_method
 from geosr.cli.progress import JsonProgress
 from geosr.cluster import dask_client
 from geosr.errors import GeosrError, GridError, InputError, OptionError
@@ -123,6 +124,15 @@ def _reporter(kw: dict[str, Any]) -> tuple[Any, Any, Any]:
 
 
 
+def write_json(path: str, data: Any) -> None:
+    """``data`` as JSON at ``path``, written to a temporary file and renamed into place."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
 def _stamp(path: str) -> float | None:
     try:
         return os.stat(path).st_mtime_ns
@@ -167,9 +177,12 @@ def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
         return
     if rep is not None:
         rep.done(output=summary["output"], status=summary.get("status", "done"))
-    if kw["as_json"]:
+    if kw["as_json"] == "-":
         click.echo(json.dumps(summary, indent=2, default=str))
-    elif not kw["quiet"]:
+        return
+    if kw["as_json"]:
+        write_json(kw["as_json"], summary)
+    if not kw["quiet"]:
         if summary.get("status") == "exists":
             click.echo(f"{summary['output']} exists: nothing to resume (pass --overwrite to "
                        "recompute it)", err=True)
@@ -242,7 +255,8 @@ def config_from_flags(kw: dict[str, Any], *, scale: int, preset: str | None,
         scale=scale, method=kw["method"], preset=preset, iterations=kw["iterations"],
         device=kw["device"], seed=kw["seed"], back_project=kw.get("back_project"),
         prefit=kw.get("prefit"),
-        options={k: parse_option_value(v) for k, v in kw["method_option"]},
+        options=options_for_method(kw["method"], kw["method_option"], kw.get("sets", ())),
+        guide_resampling=None if kw.get("resampling", "auto") == "auto" else kw["resampling"],
         lr_band=kw["lr_band"], guide_bands=kw["guide_bands"], nodata=kw["nodata"],
         mode=kw.get("mode"), scene_iterations=kw.get("scene_iterations"),
         scene_crop=kw.get("scene_crop"), hybrid_iterations=kw.get("hybrid_iterations"),
@@ -312,7 +326,7 @@ def _run(kw: dict[str, Any], preset: str | None, update: Any, rep: Any) -> dict 
         ) from exc
 
 
-@click.command("dem-sr")
+@cloup.command("dem-sr", context_settings=HELP_SETTINGS)
 @common_options
 def dem_sr(**kw: Any) -> None:
     """Super-resolve a DEM/DSM with an RGB orthophoto (method preset "dem").
@@ -324,7 +338,7 @@ def dem_sr(**kw: Any) -> None:
     run_command(kw, preset="dem")
 
 
-@click.command("thermal-sr")
+@cloup.command("thermal-sr", context_settings=HELP_SETTINGS)
 @common_options
 def thermal_sr(**kw: Any) -> None:
     """Super-resolve a thermal band with an RGB image (method preset "thermal").
@@ -335,7 +349,7 @@ def thermal_sr(**kw: Any) -> None:
     run_command(kw, preset="thermal")
 
 
-@click.command("sr")
+@cloup.command("sr", context_settings=HELP_SETTINGS)
 @common_options
 def sr(**kw: Any) -> None:
     """Super-resolve any single-band raster with a guide, with any method (no preset).

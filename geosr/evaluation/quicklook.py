@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import GeosrError, InputError
+from geosr.errors import GeosrError, InputError, import_extra, require_extra
 from geosr.raster.io import bands_to_physical, gdal_env
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,9 @@ _CMAPS = {"dem": "gist_earth", "thermal": "inferno", "band": "viridis"}
 
 
 def check_quicklook_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
-    """Check that a quicklook can be written at ``path`` (a .png in an existing folder)."""
+    """Check that a quicklook can be written at ``path`` (a .png in an existing folder) and
+    that matplotlib (the ``report`` extra) is installed."""
+    require_extra("matplotlib", "report", "a quicklook (--quicklook)")
     p = Path(path)
     if p.suffix.lower() != ".png":
         raise InputError(f"the quicklook {str(p)!r} must be a .png file, e.g. --quicklook ql.png")
@@ -232,8 +234,7 @@ def write_quicklook(
     (viridis). ``lr_band`` is the LR band that was super-resolved (1-based, default 1);
     ``guide_bands`` the guide bands shown as RGB (default: the first three non-alpha bands).
     """
-    import matplotlib
-
+    matplotlib = import_extra("matplotlib", "report", "a quicklook (--quicklook)")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
     import rasterio

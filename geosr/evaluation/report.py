@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.errors import InputError
+from geosr.errors import InputError, import_extra
 from geosr.evaluation.quicklook import _stretch
 from geosr.version import __version__
 
@@ -53,7 +53,7 @@ code { background: #f3f3f3; padding: 0 0.2em; }
 
 # -- figures -----------------------------------------------------------------------------
 def _mpl() -> Any:
-    import matplotlib
+    matplotlib = import_extra("matplotlib", "report", "a figure (--report, --plot)")
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt

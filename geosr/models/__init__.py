@@ -2,38 +2,45 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from geosr.errors import OptionError
 from geosr.models.base import Method
 
+#: method name -> (module, class); a method's module (and torch, for the learned ones) is
+#: imported only when that method is asked for, so that ``geosr --help`` stays fast and a
+#: classical run never imports torch
+_METHODS: dict[str, tuple[str, str]] = {
+    "bicubic": ("geosr.models.classical", "Bicubic"),
+    "lanczos": ("geosr.models.resample", "Lanczos"),
+    "cubic": ("geosr.models.resample", "Cubic"),
+    "guided-filter": ("geosr.models.classical", "GuidedFilter"),
+    "p2p": ("geosr.models.p2p", "P2P"),
+    "cmsr": ("geosr.models.cmsr", "CMSR"),
+    "mmsr": ("geosr.models.mmsr", "MMSR"),
+    "robself-re": ("geosr.models.robself", "RobSelfRe"),
+    "robself-de": ("geosr.models.robself", "RobSelfDe"),
+}
 
-def _registry() -> dict[str, type[Method]]:
-    # Imported lazily so that ``import geosr`` (and ``geosr --help``) stays fast.
-    from geosr.models.classical import Bicubic, GuidedFilter
-    from geosr.models.cmsr import CMSR
-    from geosr.models.mmsr import MMSR
-    from geosr.models.p2p import P2P
-    from geosr.models.resample import Cubic, Lanczos
-    from geosr.models.robself import RobSelfDe, RobSelfRe
 
-    return {cls.name: cls for cls in (Bicubic, Lanczos, Cubic, GuidedFilter, P2P, CMSR, MMSR, RobSelfRe,
-                                      RobSelfDe)}
+def _load(name: str) -> type[Method]:
+    module, attr = _METHODS[name]
+    cls: type[Method] = getattr(importlib.import_module(module), attr)
+    return cls
 
 
 def list_methods() -> list[str]:
     """Names of all registered methods."""
-    return sorted(_registry())
+    return sorted(_METHODS)
 
 
 def get_method_class(name: str) -> type[Method]:
-    reg = _registry()
-    try:
-        return reg[name]
-    except KeyError:
+    if name not in _METHODS:
         raise OptionError(
-            f"unknown method {name!r}; choose one of: {', '.join(sorted(reg))}"
-        ) from None
+            f"unknown method {name!r}; choose one of: {', '.join(sorted(_METHODS))}"
+        )
+    return _load(name)
 
 
 def get_method(name: str, **options: Any) -> Method:

@@ -14,18 +14,44 @@ import numpy as np
 
 from geosr.models.base import Method, MethodOptions
 
+#: PyTorch's (and OpenCV's) bicubic kernel parameter
+_CUBIC_A = -0.75
+
+
+def _cubic_taps(n_in: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices ``(n_out, 4)`` and weights ``(n_out, 4)`` of PyTorch's bicubic
+    interpolation along one axis (half-pixel centres, indices clamped at the edges)."""
+    a = _CUBIC_A
+    src = (np.arange(n_in * scale) + 0.5) / scale - 0.5
+    i0 = np.floor(src)
+    t = src - i0
+    idx = np.clip(i0[:, None].astype(np.int64) + np.arange(-1, 3), 0, n_in - 1)
+
+    def near(x: np.ndarray) -> np.ndarray:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: np.ndarray) -> np.ndarray:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    w = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    return idx, w
+
 
 def bicubic_upsample(lr: np.ndarray, scale: int) -> np.ndarray:
-    """``(B, h, w)`` -> ``(B, scale*h, scale*w)`` with PyTorch bicubic, align_corners=False.
+    """``(B, h, w)`` -> ``(B, scale*h, scale*w)``: PyTorch's bicubic interpolation
+    (``F.interpolate(mode="bicubic", align_corners=False)``, a = -0.75, edge pixels
+    repeated), computed in numpy so that classical runs need no torch.
 
-    This is the interpolation the papers use for their bicubic baseline figures.
+    This is the interpolation the papers use for their bicubic baseline figures; it agrees
+    with PyTorch's to float32 rounding (``tests/models/test_bicubic.py``).
     """
-    import torch
-    import torch.nn.functional as F
-
-    t = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))[None]
-    up = F.interpolate(t, scale_factor=scale, mode="bicubic", align_corners=False)
-    return up[0].numpy()
+    x = np.asarray(lr, dtype=np.float64)
+    rows, wr = _cubic_taps(x.shape[-2], scale)
+    cols, wc = _cubic_taps(x.shape[-1], scale)
+    # along columns first, then rows, as a separable 4-tap filter
+    y = np.einsum("...rok,ok->...ro", x[..., cols], wc)
+    z = np.einsum("...okc,ok->...oc", y[..., rows, :], wr)
+    return z.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

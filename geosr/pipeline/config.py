@@ -9,10 +9,10 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from geosr.errors import OptionError
+from geosr.errors import OptionError, require_extra
 from geosr.models import get_method, get_method_class
-from geosr.models.base import coerce_options
 from geosr.models.api import check_scale
+from geosr.models.base import coerce_options
 from geosr.raster.creation import check_creation_options
 
 logger = logging.getLogger(__name__)
@@ -124,6 +124,13 @@ def method_options_for(method: str, options: dict[str, Any]) -> dict[str, Any]:
     fields = {f.name for f in dataclasses.fields(get_method_class(method).Options)}
     return {k: v for k, v in options.items() if k in fields}
 
+
+
+#: GDAL's resampling methods that can warp the guide onto the output grid
+#: (``gdalwarp -r``); None (the default) picks average where the guide is finer than the
+#: output pixels, bilinear otherwise
+GUIDE_RESAMPLING = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average",
+                    "rms", "mode", "min", "max", "med", "q1", "q3", "sum")
 
 
 #: ``auto`` picks one of the others from a time budget (:mod:`geosr.pipeline.auto`)
@@ -266,6 +273,13 @@ class RunConfig:
         if self.save_network is not None:
             object.__setattr__(self, "save_network", os.fspath(self.save_network))
         get_method(self.method, **dict(options))  # validates the options
+        if self.guide_resampling is not None and self.guide_resampling not in GUIDE_RESAMPLING:
+            raise OptionError(
+                f"unknown guide resampling {self.guide_resampling!r}; choose one of "
+                f"{', '.join(GUIDE_RESAMPLING)} (GDAL's names), or leave it out for the "
+                "default (average where the guide is finer than the output, else bilinear)")
+        if self.stac:
+            require_extra("pystac", "stac", "a STAC item (--stac)")
         check_mode(self.method, self.scene.mode)
         if self.save_network is not None and self.scene.mode == "tile":
             raise OptionError(

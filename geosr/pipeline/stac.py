@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from geosr.errors import import_extra
 from geosr.pipeline.plan import Plan
 from geosr.raster.io import absolute
 from geosr.version import __version__
@@ -89,7 +90,7 @@ def make_item(
 ) -> Any:
     """A ``pystac.Item`` describing ``output`` made from ``plan`` (``properties``: more
     ``geosr:`` properties, e.g. the self-check's)."""
-    import pystac
+    pystac = import_extra("pystac", "stac", "a STAC item (--stac)")
     from pystac.extensions.projection import ProjectionExtension
 
 

@@ -148,6 +148,7 @@ def run_tiles(
         return _run_tiles_distributed(plan, store_dir, client, progress)
     import dask
     from dask.callbacks import Callback
+    from dask.threaded import get as threaded_get
 
     tiles = list(plan.layout)
     total = len(tiles)
@@ -168,7 +169,9 @@ def run_tiles(
 
     steps = tile_fit_steps(plan)
     with _Progress(), _StepCounter(step_progress, steps * total if steps else 0):
-        results = dask.compute(*tasks, scheduler="threads", num_workers=plan.workers)
+        # the threaded scheduler as a function, not by name: a name makes dask import
+        # dask.distributed to look for a client (seconds, and an optional extra)
+        results = dask.compute(*tasks, scheduler=threaded_get, num_workers=plan.workers)
     return _count(results, total)
 
 
