@@ -96,6 +96,9 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
     try:
         scenes = read_manifest(manifest, output_dir=output_dir)
         defaults = batch_defaults(kw, None if preset == "none" else preset)
+        if kw["scheduler"] or kw["cluster_workers"]:
+            require("distributed", "cluster",
+                    "--scheduler" if kw["scheduler"] else "--cluster-workers")
         if any(dict(sc.settings).get("stac", defaults["stac"]) for sc in scenes):
             require("pystac", "stac", "a STAC item per scene (--stac, on by default in a "
                     "batch; --no-stac to go without)")

@@ -212,3 +212,33 @@ def test_short_help__agrees_with_each_command():
     ctx = click.Context(cli)
     for name, text in SHORT_HELP.items():
         assert cli.get_command(ctx, name).get_short_help_str(limit=1000) == text
+
+
+# -- batch -------------------------------------------------------------------------------
+def test_batch__set_reaches_the_scenes_of_that_method_and_resampling_a_column(tmp_path, scene):
+    from geosr.batch import read_manifest, scene_config
+
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "id,lr,guide,output,method,resampling\n"
+        f"gf,{scene['lr']},{scene['guide']},{tmp_path}/gf.tif,guided-filter,\n"
+        f"near,{scene['lr']},{scene['guide']},{tmp_path}/near.tif,guided-filter,nearest\n"
+        f"bic,{scene['lr']},{scene['guide']},{tmp_path}/bic.tif,bicubic,auto\n")
+    res = CliRunner().invoke(cli, ["batch", str(manifest), "--scale", "4", "--guard", "off",
+                                   "--no-stac", "--set", "guided-filter.eps=0.5",
+                                   "--resampling", "average", "-q"])
+    assert res.exit_code == 0, res.output
+    assert _gf(scene, tmp_path / "ref.tif", "-O", "eps=0.5").exit_code == 0
+    np.testing.assert_array_equal(_read(tmp_path / "gf.tif"), _read(tmp_path / "ref.tif"))
+    assert (tmp_path / "bic.tif").is_file()  # --set for another method leaves bicubic alone
+
+    defaults = {"scale": 4, "method_sets": {"guided-filter": {"eps": 0.5}},
+                "resampling": "average"}
+    configs = {sc.id: scene_config(sc, defaults) for sc in read_manifest(manifest)}
+    assert configs["gf"].options == {"eps": 0.5} and configs["bic"].options == {}
+    assert configs["near"].guide_resampling == "nearest"
+    assert configs["gf"].guide_resampling == "average"  # the command line's default
+    assert configs["bic"].guide_resampling is None  # auto: the built-in default
+    res = CliRunner().invoke(cli, ["batch", str(manifest), "--scale", "4", "--set",
+                                   "srcnn.eps=1"])
+    assert res.exit_code == 2 and "unknown method 'srcnn'" in res.output
