@@ -154,6 +154,11 @@ def interrupted_message(output: str, stamp_before: float | None) -> str:
 def run_command(kw: dict[str, Any], *, preset: str | None) -> None:
     """Shared body of the three commands."""
     configure_logging(kw["verbose"], kw["quiet"])
+    if kw["as_json"] not in (None, "-"):
+        folder = os.path.dirname(os.path.abspath(kw["as_json"]))
+        if not os.path.isdir(folder):
+            raise click.BadParameter(f"the folder {folder!r} does not exist; create it first",
+                                     param_hint="--json")
     bar, update, rep = _reporter(kw)
     stamp = _stamp(kw["output"])
     try:

@@ -242,3 +242,11 @@ def test_batch__set_reaches_the_scenes_of_that_method_and_resampling_a_column(tm
     res = CliRunner().invoke(cli, ["batch", str(manifest), "--scale", "4", "--set",
                                    "srcnn.eps=1"])
     assert res.exit_code == 2 and "unknown method 'srcnn'" in res.output
+
+
+def test_sr__json_path_in_a_missing_folder_fails_before_the_run(scene):
+    out = scene["dir"] / "o.tif"
+    res = CliRunner().invoke(cli, ["sr", *map(str, base_args(scene, out)), "--json",
+                                   str(scene["dir"] / "no" / "s.json")])
+    assert res.exit_code == 2 and "does not exist" in res.output
+    assert not out.exists()
