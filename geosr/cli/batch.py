@@ -58,9 +58,13 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
               "next to the manifest).")
 @click.option("--report", type=click.Path(dir_okay=False), default=None,
               help="Where to write the JSON report (default: STATE_DIR/report.json).")
+@click.option("--collection", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the STAC Collection of the scenes' items (default: "
+              "collection.json in the folder the items share).")
 @batch_options
 def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
-              state_dir: str | None, report: str | None, **kw: Any) -> None:
+              state_dir: str | None, report: str | None, collection: str | None,
+              **kw: Any) -> None:
     """Super-resolve every scene of MANIFEST (CSV, JSON lines or a STAC ItemCollection).
 
     \b
@@ -124,7 +128,7 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
                 scenes, defaults, state_dir=state, jobs=jobs, resume=kw["resume"],
                 client=client, report_path=report, on_scene=on_scene,
                 progress_factory=progress_factory if jobs == 1 else None,
-                manifest=str(manifest),
+                manifest=str(manifest), collection_path=collection,
             )
     except GeosrError as exc:
         if rep is not None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from geosr.errors import OptionError
 from geosr.models import get_method, get_method_class
-from geosr.models.base import coerce_options
 from geosr.models.api import check_scale
+from geosr.models.base import coerce_options
 from geosr.raster.creation import check_creation_options
 
 logger = logging.getLogger(__name__)
@@ -252,6 +252,12 @@ class RunConfig:
     guard: bool = False
     #: seconds that ``mode="auto"`` plans the run to take (None: 5 min on a CPU, 10 on a GPU)
     budget: float | None = None
+    #: the LR and the guide as the user named them (e.g. a manifest's hrefs, before they
+    #: are made absolute), for the output's provenance tags; None: the paths ``run`` gets
+    input_names: tuple[str, str] | None = None
+    #: when the inputs were acquired, for the STAC item: an ISO 8601 time, or a
+    #: ``start/end`` interval (e.g. a STAC input item's); None: read from the inputs' tags
+    datetime: str | None = None
 
     def __post_init__(self) -> None:
         items = self.method_options
@@ -265,6 +271,8 @@ class RunConfig:
             object.__setattr__(self, "guide_bands", tuple(int(b) for b in self.guide_bands))
         if self.save_network is not None:
             object.__setattr__(self, "save_network", os.fspath(self.save_network))
+        if self.input_names is not None:
+            object.__setattr__(self, "input_names", tuple(str(n) for n in self.input_names))
         get_method(self.method, **dict(options))  # validates the options
         check_mode(self.method, self.scene.mode)
         if self.save_network is not None and self.scene.mode == "tile":
@@ -309,6 +317,8 @@ def run_config(
     save_network: str | os.PathLike[str] | None = None,
     guard: bool | None = None,
     budget: str | float | None = None,
+    input_names: Sequence[str] | None = None,
+    datetime: str | None = None,
 ) -> RunConfig:
     """The run configuration of flat settings: the one place where they become configs.
 
@@ -349,6 +359,7 @@ def run_config(
         guide_resampling=guide_resampling, scene=scene, tiling=tiling, output=output,
         stac=bool(stac), save_network=None if save_network is None else os.fspath(save_network),
         guard=True if guard is None else bool(guard), budget=parse_budget(budget),
+        input_names=None if input_names is None else tuple(input_names), datetime=datetime,
     )
 
 

@@ -84,9 +84,9 @@ def write_mosaic(
             **provenance_tags(
                 method=plan.method,
                 scale=plan.scale,
-                options=plan.options,
-                lr_path=plan.lr.path,
-                guide_path=plan.guide.path,
+                options=dict(plan.used_options),
+                lr_path=plan.input_names[0],
+                guide_path=plan.input_names[1],
                 lr_band=plan.lr_band,
                 guide_bands=plan.guide_bands,
             ),
