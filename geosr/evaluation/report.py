@@ -14,11 +14,12 @@ Benchmark results (RMSE against time per megapixel) come in as a generic list of
 ``"records"`` of ``geosr bench --json`` (:mod:`geosr.evaluation.bench`) go straight to
 ``write_report(folder, bench=records)``.
 
-Elevation (a ``dem`` preset, a reference in metres or feet, or ``elevation=True``) is
-drawn as elevation: each output, the LR and the reference as hillshaded colour relief
+Elevation (a ``dem`` preset, a reference band in metres or feet, or ``elevation=True``)
+is drawn as elevation: each output, the LR and the reference as hillshaded colour relief
 (matplotlib's ``LightSource``, the quicklook's, with the pixel size: xarray-spatial's
 hillshade ignores it), and the signed error (output − reference) on a diverging colour
-map centred on 0, in the reference's unit. No data is a hatched grey everywhere, named in
+map centred on 0, in the reference band's unit (else its CRS's linear unit: heights are
+taken to be in the same unit as the grid). No data is a hatched grey everywhere, named in
 a legend.
 """
 
@@ -365,7 +366,7 @@ def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
                 meta = result.get("pairs", {}).get(name, {})
                 png = elevation_figure(outputs[name], ms, result["scale"], dpi=dpi,
                                        pixel_size=float(meta.get("pixel_size") or 1.0),
-                                       unit=meta.get("unit"))
+                                       unit=meta.get("unit") or meta.get("crs_unit"))
                 alt = (f"{name}: guide, then LR, outputs and reference as hillshades; signed "
                        "error maps")
             else:

@@ -80,7 +80,7 @@ def test_elevation_figure__hillshades_signed_error_units_nodata(figures) -> None
 
 def test_report__elevation_pairs_drawn_as_elevation(tmp_path, figures) -> None:
     result = evaluate([dsm_pair()], {"guided-filter": {}}, 4, keep_outputs=True)
-    assert result["pairs"] == {"dsm": {"pixel_size": 0.5, "unit": "m"}}
+    assert result["pairs"] == {"dsm": {"pixel_size": 0.5, "unit": "m", "crs_unit": None}}
     page = write_report(tmp_path / "rep", result).read_text()
     assert "as hillshades; signed error maps" in page
     assert "error, output − reference (m)" in colourbar_labels(figures[-1])
@@ -95,17 +95,22 @@ def test_is_elevation() -> None:
     assert is_elevation({}, True) and not is_elevation({"pairs": {"a": {"unit": "m"}}}, False)
 
 
-def test_eval__unit_from_a_geotiff(tmp_path, scene: dict[str, Any]) -> None:
-    """A georeferenced HR file's unit (its band's, else its CRS's) reaches the report."""
+def test_eval__unit_from_a_geotiff(tmp_path, scene: dict[str, Any], figures) -> None:
+    """A georeferenced HR file's units reach the report: its band's, and its CRS's, which
+    labels the colour bars of a DEM whose band names none."""
     import rasterio
 
     with rasterio.open(scene["lr"], "r+") as f:
-        f.set_band_unit(1, "metre")
+        f.set_band_unit(1, "ft")
     [pair] = load_pairs(scene["lr"], guide=scene["guide"])
-    assert pair.unit == "m" and pair.pixel_size == 4.0
+    assert (pair.unit, pair.crs_unit, pair.pixel_size) == ("ft", "m", 4.0)
     hr = write_raster(tmp_path / "no_unit.tif", scene["lr_array"], scene["lr_transform"])
     [pair] = load_pairs(hr, guide=scene["guide"])
-    assert pair.unit == "m"  # no band unit: UTM's metres
+    assert (pair.unit, pair.crs_unit) == (None, "m")
+    result = evaluate([pair], {}, 4, keep_outputs=True)
+    assert not is_elevation(result)  # a band in the CRS's metres may be anything
+    write_report(tmp_path / "rep", result, elevation=True)
+    assert "error, output − reference (m)" in colourbar_labels(figures[-1])
 
 
 def test_generic_report__nodata_hatched_too(tmp_path, figures) -> None:
@@ -145,3 +150,19 @@ def test_quicklook__nodata_unlike_the_highest_ground(scene, tmp_path, monkeypatc
     out_rgba = panels[2].get_images()[0].get_array()
     assert (out_rgba[..., 3] == 0).any()  # the LR's nodata patch: transparent
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["no data"]
+
+
+def test_eval_cli__preset_dem_draws_elevation(tmp_path, scene: dict[str, Any]) -> None:
+    from click.testing import CliRunner
+
+    from geosr.cli.main import cli
+
+    rep = tmp_path / "rep"
+    args = ["eval", scene["lr"], "--guide", scene["guide"], "-m", "guided-filter", "--scale",
+            "2", "--report", str(rep), "-q"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "signed error maps" not in (rep / "index.html").read_text()  # no unit, no preset
+    r = CliRunner().invoke(cli, [*args, "--preset", "dem"])
+    assert r.exit_code == 0, r.output
+    assert "as hillshades; signed error maps" in (rep / "index.html").read_text()
