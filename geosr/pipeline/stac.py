@@ -212,6 +212,25 @@ def raster_bands(output: str | os.PathLike[str], plan: Plan) -> list[dict[str, A
     return bands
 
 
+def _written_provenance(output: Path) -> dict[str, Any]:
+    """``geosr:method`` and ``geosr:options`` as the output's own tags record them: what
+    ran, where the plan at hand may not say (the guard's lanczos, auto mode's choices, an
+    item written for a finished output on resume)."""
+    import rasterio
+
+    try:
+        with gdal_env(), rasterio.open(output) as src:
+            tags = src.tags()
+        out = {}
+        if tags.get("GEOSR_METHOD"):
+            out["geosr:method"] = tags["GEOSR_METHOD"]
+        if tags.get("GEOSR_OPTIONS"):
+            out["geosr:options"] = json.loads(tags["GEOSR_OPTIONS"])
+        return out
+    except (OSError, ValueError, rasterio.errors.RasterioError):
+        return {}
+
+
 def _utc_text(t: dt.datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
@@ -279,6 +298,7 @@ def make_item(
     extra = {}
     if out.is_file():
         extra["raster:bands"] = raster_bands(out, plan)
+        item.properties.update(_written_provenance(out))
     item.add_asset("data", pystac.Asset(
         href=f"./{out.name}",
         media_type=COG_MEDIA_TYPE if cog else GEOTIFF_MEDIA_TYPE,

@@ -157,3 +157,16 @@ def test_collection__extent_links_both_ways(tmp_path: Path) -> None:
     items = list(c.get_items())
     assert sorted(i.id for i in items) == ["a", "b"]
     assert np.isclose(items[0].get_collection().extent.spatial.bboxes[0][0], 10)
+
+
+def test_item__method_and_options_as_the_output_records_them(scene) -> None:
+    """An item written for a finished output (``--resume``) from a plan that does not say
+    what ran: the output's own tags win."""
+    from geosr.pipeline.plan import make_plan
+    from geosr.pipeline.stac import write_item
+
+    run_item(scene, method="guided-filter", method_options={"eps": 0.05})
+    plan = make_plan(scene["lr"], scene["guide"], RunConfig(scale=4, method="bicubic"))
+    p = json.loads(write_item(plan, scene["dir"] / "out.tif").read_text())["properties"]
+    assert p["geosr:method"] == "guided-filter"
+    assert p["geosr:options"] == {"eps": 0.05, "radius": 4}
