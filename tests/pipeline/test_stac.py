@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,13 @@ def check_structure(item: dict[str, Any]) -> None:
         assert {"minimum", "maximum", "mean", "stddev", "valid_percent"} <= set(band["statistics"])
     back = pystac.Item.from_dict(item)  # pystac reads it back with the same fields
     assert back.to_dict(include_self_link=False)["properties"] == p
+    if importlib.util.find_spec("jsonschema") is not None:  # the schemas, where reachable
+        try:
+            back.validate()
+        except pystac.errors.STACValidationError:
+            raise
+        except Exception:  # offline: the schemas cannot be fetched
+            pass
 
 
 def test_item__datetime_is_the_lrs_acquisition_not_the_processing_time(scene) -> None:
