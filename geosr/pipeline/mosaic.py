@@ -81,15 +81,7 @@ def write_mosaic(
         for blk in blocks(plan.grid.height, plan.grid.width, step):
             dst.write(mosaic_block(plan, store, blk), 1, window=blk.to_rasterio())
         dst.update_tags(
-            **provenance_tags(
-                method=plan.method,
-                scale=plan.scale,
-                options=dict(plan.used_options),
-                lr_path=plan.input_names[0],
-                guide_path=plan.input_names[1],
-                lr_band=plan.lr_band,
-                guide_bands=plan.guide_bands,
-            ),
+            **provenance_tags(**plan.provenance()),
             **(extra_tags or {}),
         )
         dst.set_band_description(1, band_description(plan))

@@ -71,6 +71,15 @@ class Plan:
     def options(self) -> dict[str, Any]:
         return dict(self.method_options)
 
+    def provenance(self) -> dict[str, Any]:
+        """The keywords of :func:`geosr.raster.io.provenance_tags` for this plan: the options
+        as the method runs them, the inputs as the user named them."""
+        lr_name, guide_name = self.input_names
+        return {"method": self.method, "scale": self.scale,
+                "options": dict(self.used_options) or self.options,
+                "lr_path": lr_name or self.lr.path, "guide_path": guide_name or self.guide.path,
+                "lr_band": self.lr_band, "guide_bands": self.guide_bands}
+
     def lr_window(self, w: Window) -> Window:
         """Absolute LR pixel window of a grid-relative LR window."""
         return w.shifted(self.grid.lr_window.row0, self.grid.lr_window.col0)
