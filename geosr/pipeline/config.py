@@ -11,8 +11,8 @@ from typing import Any
 
 from geosr.errors import OptionError
 from geosr.models import get_method, get_method_class
-from geosr.models.base import coerce_options
 from geosr.models.api import check_scale
+from geosr.models.base import coerce_options
 from geosr.raster.creation import check_creation_options
 
 logger = logging.getLogger(__name__)
