@@ -87,6 +87,8 @@ class InputCase:
     #: image bands of the guide (an alpha band comes on top)
     guide_bands: int = 3
     guide_alpha: bool = False
+    #: the guide's dtype: a key of GUIDE_SLOPES
+    guide_dtype: str = "uint8"
     #: pass --guide-bands with the image bands
     select_bands: bool = False
     method: str = "bicubic"
@@ -185,11 +187,30 @@ def write_case(case: InputCase, folder: Path) -> dict[str, Any]:
             "range": (float(valid.min()), float(valid.max())) if valid.size else None}
 
 
+#: per guide band, the weights of the LR column and row in its ramp
+RAMPS = ((1.0, 0.0), (0.0, 1.0), (0.6, 0.8), (0.8, 0.6), (0.3, 0.3))
+#: per guide dtype, (value at LR pixel (0, 0), levels per LR pixel) of its ramps
+GUIDE_SLOPES = {"uint8": (60.0, 5.0), "uint16": (10_000.0, 400.0),
+                "float32": (10_000.0, 400.0)}
+
+
+def guide_ramp(case: InputCase, band: int, cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Guide band ``band`` (0-based) at LR pixel coordinates ``(cols, rows)``: a ramp,
+    another direction in each band, so that the guide the pipeline reads on the output grid
+    shows where each of its pixels came from."""
+    a, b = RAMPS[band]
+    base, slope = GUIDE_SLOPES[case.guide_dtype]
+    v = base + slope * (a * np.asarray(cols) + b * np.asarray(rows))
+    return np.clip(v, 0, 255) if case.guide_dtype == "uint8" else v
+
+
 def _write_guide(case: InputCase, path: Path, lr_crs: Any, lr_t: Affine, ci: Any) -> None:
     """A guide covering the LR's footprint with a margin of two LR pixels, ``scale`` times
-    finer than the LR, in its own CRS and orientation."""
+    finer than the LR, in its own CRS and orientation; its bands are ramps of the LR's
+    pixel coordinates (:func:`guide_ramp`)."""
     import rasterio
     from rasterio.crs import CRS
+    from rasterio.warp import transform as warp
 
     from geosr.raster.grid import RasterGeometry, footprint
 
@@ -211,19 +232,27 @@ def _write_guide(case: InputCase, path: Path, lr_crs: Any, lr_t: Affine, ci: Any
         turn = Affine.rotation(20.0) if case.guide_orientation == "rotated" else \
             Affine.shear(10.0, 0.0)
         t = Affine.translation(cx, cy) * turn * Affine.translation(-cx, -cy) * t
-    i, j = np.mgrid[0:height, 0:width]
-    bands = [((i * (3 + b) + j * (5 + 2 * b) + 40 * b) % 256).astype(np.uint8)
+    i, j = np.mgrid[0:height, 0:width] + 0.5
+    xs, ys = t * (j.ravel(), i.ravel())
+    if case.guide_crs != case.lr_crs:
+        xs, ys = warp(g_crs, lr_crs, xs, ys)
+    cols, rows = ~lr_t * (np.asarray(xs), np.asarray(ys))
+    bands = [guide_ramp(case, b, cols, rows).reshape(height, width)
              for b in range(case.guide_bands)]
+    if case.guide_dtype != "float32":
+        bands = [np.round(v) for v in bands]
     interp = [ci.gray] + [ci.undefined] * (case.guide_bands - 1)
     if case.guide_alpha:
-        alpha = np.full((height, width), 255, np.uint8)
+        alpha = np.full((height, width), np.iinfo(np.uint8).max
+                        if case.guide_dtype == "uint8" else 65535, np.float64)
         alpha[0, :] = alpha[-1, :] = alpha[:, 0] = alpha[:, -1] = 0  # the margin's edge
         bands.append(alpha)
         interp.append(ci.alpha)
     with rasterio.open(path, "w", driver="GTiff", width=width, height=height,
-                       count=len(bands), dtype="uint8", crs=g_crs, transform=t) as dst:
+                       count=len(bands), dtype=case.guide_dtype, crs=g_crs,
+                       transform=t) as dst:
         dst.colorinterp = interp  # before the pixels: GTiff fixes its extra samples then
-        dst.write(np.stack(bands))
+        dst.write(np.stack(bands).astype(case.guide_dtype))
 
 
 # -- running and checking ----------------------------------------------------------------------
@@ -262,9 +291,37 @@ def run_case(case: InputCase, folder: Path) -> dict[str, Any]:
     }
     if result.exit_code == 0 and out.exists():
         outcome["written"] = _read_output(out)
+        outcome["guide_error"] = guide_error(case, paths)
     elif result.exit_code != 0:
         outcome["api_error"] = _api_error(case, paths, out_dir / "api.tif")
     return outcome
+
+
+#: how far (output pixels) the guide the pipeline reads on the output grid may be from the
+#: place it was written for (GDAL's warp approximates the transformation to 1/8 pixel), on
+#: top of one level of the guide's dtype
+GUIDE_TOLERANCE = 0.2
+
+
+def guide_error(case: InputCase, paths: dict[str, Any]) -> float:
+    """How far (in output pixels, along the ramps, less one level of the guide's dtype) the
+    guide as the pipeline reads it onto the output grid (what a guided method is given) is
+    from the guide at the output pixels' centres (inf where it reads no data)."""
+    from geosr.pipeline import make_plan, run_config
+    from geosr.pipeline.sources import read_tile_guide
+    from geosr.raster.grid import Window
+
+    bands = tuple(range(1, case.guide_bands + 1)) if case.select_bands else None
+    plan = make_plan(paths["lr"], paths["guide"],
+                     run_config(scale=case.scale, method=case.method, guide_bands=bands))
+    lw, s = plan.grid.lr_window, case.scale
+    got = read_tile_guide(plan, Window(0, 0, lw.height, lw.width)).astype(np.float64)
+    i, j = np.mgrid[0 : got.shape[1], 0 : got.shape[2]] + 0.5
+    want = np.stack([guide_ramp(case, b, lw.col0 + j / s, lw.row0 + i / s)
+                     for b in range(got.shape[0])])
+    slope = GUIDE_SLOPES[case.guide_dtype][1] / s  # levels per output pixel
+    diff = np.maximum(np.abs(got - want) - 1.0, 0.0) / slope
+    return float(np.inf) if np.isnan(diff).any() else float(diff.max())
 
 
 def _read_output(path: Path) -> dict[str, Any]:
@@ -378,6 +435,9 @@ def _output_violations(case: InputCase, outcome: dict[str, Any]) -> list[str]:
     if vals.size and (vals.min() < lo - slack or vals.max() > hi + slack):
         bad.append(f"values {vals.min():.6g}..{vals.max():.6g} outside the LR's "
                    f"{lo:.6g}..{hi:.6g} (+- {slack:.3g})")
+    if outcome.get("guide_error", 0.0) > GUIDE_TOLERANCE:
+        bad.append(f"the guide read onto the output grid is {outcome['guide_error']:.3g} "
+                   "output pixels off the guide at those places: misplaced")
     # pooled back to the LR grid, the output is the LR up to the kernel's smoothing (under
     # 10 % of the range on these surfaces); a flipped or shifted output is not
     pooled = np.where(is_nd, np.nan, data).reshape(case.height, s, case.width, s)

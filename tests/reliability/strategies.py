@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from benchmarks.reliability.cases import (
     CRSS,
     DTYPES,
+    GUIDE_SLOPES,
     HOLES,
     NODATA,
     ORIENTATIONS,
@@ -47,11 +48,12 @@ def geometry() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def guides() -> st.SearchStrategy[dict[str, Any]]:
-    """Image band count, alpha band and --guide-bands of the guide."""
+    """Image band count, alpha band, --guide-bands and dtype of the guide."""
     return st.fixed_dictionaries({
         "guide_bands": st.integers(1, 5),
         "guide_alpha": st.booleans(),
         "select_bands": st.booleans(),
+        "guide_dtype": st.sampled_from(tuple(GUIDE_SLOPES)),
     })
 
 
