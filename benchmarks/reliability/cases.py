@@ -8,7 +8,7 @@ tiling. :func:`write_case` writes the pair, :func:`run_case` runs ``geosr sr`` o
 click's ``CliRunner`` (in this process, so a traceback would surface) and
 :func:`check_contract` checks the outcome:
 
-- either the output is correct: on the expected grid (the LR's CRS, the LR's transform
+- either the output is correct: a valid COG on the expected grid (the LR's CRS, the LR's transform
   scaled by ``1/scale``, ``scale`` times the LR's shape), nodata exactly where the LR is
   nodata (the LR's nodata value, NaN without one), and values within the range of the
   valid LR values widened by half that range (the overshoot of a cubic or lanczos kernel);
@@ -328,9 +328,16 @@ def _read_output(path: Path) -> dict[str, Any]:
     import rasterio
 
     with rasterio.open(path) as src:
-        return {"crs": src.crs, "transform": src.transform, "shape": (src.height, src.width),
-                "nodata": src.nodata, "data": src.read(1).astype(np.float64),
-                "dtype": src.dtypes[0]}
+        written = {"crs": src.crs, "transform": src.transform,
+                   "shape": (src.height, src.width), "nodata": src.nodata,
+                   "data": src.read(1).astype(np.float64), "dtype": src.dtypes[0]}
+    try:  # rio-cogeo (a test dependency) says whether the output is a valid COG
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:
+        return written
+    ok, errors, _ = cog_validate(str(path), quiet=True)
+    written["cog_errors"] = [] if ok else list(errors) or ["not a COG"]
+    return written
 
 
 def _api_error(case: InputCase, paths: dict[str, Any], out: Path) -> str | None:
@@ -408,6 +415,8 @@ def _output_violations(case: InputCase, outcome: dict[str, Any]) -> list[str]:
     w = outcome.get("written")
     if w is None:
         return bad + ["no output written"]
+    if w.get("cog_errors"):
+        bad.append(f"not a valid COG: {w['cog_errors']}")
     paths, s = outcome["paths"], case.scale
     if w["crs"] != paths["lr_crs"]:
         bad.append(f"CRS {w['crs']} is not the LR's {paths['lr_crs']}")

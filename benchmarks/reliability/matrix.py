@@ -174,7 +174,7 @@ def render(data: dict[str, Any]) -> str:
         f"rasterio {data['rasterio']}), which writes this page and "
         "[its JSON](../benchmarks/reliability/results/matrix.json).",
         "",
-        "**The contract.** Either the output is on the expected grid — the LR's CRS, the LR's "
+        "**The contract.** Either the output is a valid COG on the expected grid — the LR's CRS, the LR's "
         "transform scaled by 1/scale, scale × the LR's shape — with nodata exactly where "
         "the LR is nodata (the LR's nodata value, NaN without one), values within the LR's "
         "range widened by half of it, the output pooled back to the LR close to the LR, "

@@ -67,6 +67,10 @@ def test_lost_nodata_and_lost_pixels_are_caught(good: dict[str, Any]) -> None:
                                                                      data=data)))
     w = dict(good["written"], nodata=None)
     assert any("output nodata" in b for b in _broken(good, written=w))
+    assert good["written"]["cog_errors"] == []
+    w = dict(good["written"], cog_errors=["The file is greater than 512xH or Wx512, but is "
+                                          "not tiled"])
+    assert any("not a valid COG" in b for b in _broken(good, written=w))
 
 
 def test_leftovers_and_bad_errors_are_caught(good: dict[str, Any]) -> None:
