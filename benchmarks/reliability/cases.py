@@ -2,16 +2,19 @@
 
 An :class:`InputCase` describes a pair of GeoTIFFs by their headers and shapes: the LR's
 dtype, nodata value and which of its pixels are nodata, its size, the orientation of its
-geotransform, the CRS of each raster, the guide's band count and alpha band, the orientation
-of the guide's geotransform, the method (``bicubic`` or ``lanczos``), the scale and the
-tiling. :func:`write_case` writes the pair, :func:`run_case` runs ``geosr sr`` on it through
-click's ``CliRunner`` (in this process, so a traceback would surface) and
-:func:`check_contract` checks the outcome:
+geotransform, the CRS of each raster, the guide's band count, alpha band, dtype, resolution
+and the orientation of its geotransform, the method (``bicubic`` or ``lanczos``), the scale
+and the tiling. :func:`write_case` writes the pair, :func:`run_case` runs ``geosr sr`` on it
+through click's ``CliRunner`` (in this process, so a traceback would surface) and
+:func:`contract_violations` checks the outcome:
 
-- either the output is correct: a valid COG on the expected grid (the LR's CRS, the LR's transform
-  scaled by ``1/scale``, ``scale`` times the LR's shape), nodata exactly where the LR is
-  nodata (the LR's nodata value, NaN without one), and values within the range of the
-  valid LR values widened by half that range (the overshoot of a cubic or lanczos kernel);
+- either the output is correct: a valid COG on the expected grid, the one ``--dry-run``
+  prints (the LR's CRS, the LR's transform scaled by ``1/scale``, ``scale`` times the LR's
+  shape), nodata exactly where the LR is nodata (the LR's nodata value, NaN without one),
+  values within the range of the valid LR values widened by that range on each side
+  (GDAL's lanczos overshoots by over half of it on rasters of a few pixels), the output
+  average-pooled back to the LR grid close to the LR (not flipped, not shifted), and the
+  guide read onto the output grid where it belongs (what a guided method is given);
 - or the command exits 2 (bad input) or 1 (failure while running) with a message that says
   what to do, the Python API raises a :class:`geosr.errors.GeosrError` for the same input,
   and the output folder is left as it was (no output, temporary file, lock or tile store).
@@ -24,6 +27,7 @@ writes the table of ``docs/inputs.md``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import warnings
@@ -95,6 +99,8 @@ class InputCase:
     scale: int = 2
     #: None: the default tiling; else (tile size, overlap) in LR pixels
     tiling: tuple[int, int] | None = None
+    #: guide pixels per output pixel along each axis (1: the output's resolution)
+    guide_oversample: int = 1
 
     def __post_init__(self) -> None:
         if not nodata_fits(self.dtype, self.nodata):
@@ -217,7 +223,7 @@ def _write_guide(case: InputCase, path: Path, lr_crs: Any, lr_t: Affine, ci: Any
     g_crs = CRS.from_user_input(CRSS[case.guide_crs])
     poly = footprint(RasterGeometry(lr_crs, lr_t, case.width, case.height), g_crs)
     lr_px = math.sqrt(poly.area / (case.width * case.height))
-    res = lr_px / case.scale
+    res = lr_px / (case.scale * case.guide_oversample)
     minx, miny, maxx, maxy = poly.buffer(2 * lr_px).bounds
     turned = case.guide_orientation in ("rotated", "sheared")
     if turned:  # a square that still covers the footprint once turned about its centre
@@ -279,7 +285,8 @@ def run_case(case: InputCase, folder: Path) -> dict[str, Any]:
     out_dir = folder / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / "hr.tif"
-    result = CliRunner().invoke(cli, cli_args(case, paths, out), catch_exceptions=True)
+    args = cli_args(case, paths, out)
+    result = CliRunner().invoke(cli, args, catch_exceptions=True)
     outcome: dict[str, Any] = {
         "exit_code": result.exit_code,
         "message": " ".join(result.output.split()),
@@ -292,6 +299,9 @@ def run_case(case: InputCase, folder: Path) -> dict[str, Any]:
     if result.exit_code == 0 and out.exists():
         outcome["written"] = _read_output(out)
         outcome["guide_error"] = guide_error(case, paths)
+        dry = CliRunner().invoke(cli, [*args, "--dry-run"], catch_exceptions=True)
+        outcome["dry_run_grid"] = (json.loads(dry.stdout)["output_grid"] if dry.exit_code == 0
+                                   else f"exit {dry.exit_code}: {dry.output[-300:]}")
     elif result.exit_code != 0:
         outcome["api_error"] = _api_error(case, paths, out_dir / "api.tif")
     return outcome
@@ -415,6 +425,13 @@ def _output_violations(case: InputCase, outcome: dict[str, Any]) -> list[str]:
     w = outcome.get("written")
     if w is None:
         return bad + ["no output written"]
+    dry = outcome.get("dry_run_grid")
+    if dry is not None:
+        if isinstance(dry, str):
+            bad.append(f"--dry-run failed where the run did not: {dry}")
+        elif (dry["width"], dry["height"]) != w["shape"][::-1] or not Affine(
+                *dry["transform"]).almost_equals(w["transform"], precision=1e-6):
+            bad.append(f"--dry-run promised another grid: {dry}")
     if w.get("cog_errors"):
         bad.append(f"not a valid COG: {w['cog_errors']}")
     paths, s = outcome["paths"], case.scale
@@ -439,7 +456,7 @@ def _output_violations(case: InputCase, outcome: dict[str, Any]) -> list[str]:
         bad.append(f"nodata at {int((is_nd != want_holes).sum())} output pixels where the LR "
                    "says otherwise")
     lo, hi = paths["range"]
-    slack = 0.5 * (hi - lo) + 1e-3 * max(1.0, abs(hi))
+    slack = (hi - lo) + 1e-3 * max(1.0, abs(hi))
     vals = data[~is_nd & ~want_holes]
     if vals.size and (vals.min() < lo - slack or vals.max() > hi + slack):
         bad.append(f"values {vals.min():.6g}..{vals.max():.6g} outside the LR's "

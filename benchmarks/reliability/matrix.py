@@ -177,7 +177,7 @@ def render(data: dict[str, Any]) -> str:
         "**The contract.** Either the output is a valid COG on the expected grid — the LR's CRS, the LR's "
         "transform scaled by 1/scale, scale × the LR's shape — with nodata exactly where "
         "the LR is nodata (the LR's nodata value, NaN without one), values within the LR's "
-        "range widened by half of it, the output pooled back to the LR close to the LR, "
+        "range widened by that range on each side, the output pooled back to the LR close to the LR, "
         "and the guide read onto the output grid where it belongs; or the command exits "
         "2 (bad input) or 1 (failure while running) with a message that names the fix, "
         "the Python API raises a `GeosrError`, and the output folder is left as it was. "

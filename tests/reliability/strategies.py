@@ -48,12 +48,13 @@ def geometry() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def guides() -> st.SearchStrategy[dict[str, Any]]:
-    """Image band count, alpha band, --guide-bands and dtype of the guide."""
+    """Image band count, alpha band, --guide-bands, dtype and resolution of the guide."""
     return st.fixed_dictionaries({
         "guide_bands": st.integers(1, 5),
         "guide_alpha": st.booleans(),
         "select_bands": st.booleans(),
         "guide_dtype": st.sampled_from(tuple(GUIDE_SLOPES)),
+        "guide_oversample": st.sampled_from((1, 1, 2)),
     })
 
 
@@ -61,7 +62,7 @@ def runs() -> st.SearchStrategy[dict[str, Any]]:
     """Method, scale and tiling."""
     return st.fixed_dictionaries({
         "method": st.sampled_from(("bicubic", "lanczos")),
-        "scale": st.integers(2, 4),
+        "scale": st.sampled_from((2, 3, 4, 8)),
         "tiling": st.sampled_from(TILINGS),
     })
 
