@@ -119,8 +119,9 @@ def _lr_pixel(crs: str) -> float:
 
 def _oriented(orientation: str, origin: tuple[float, float], px: float, width: int,
               height: int) -> Affine:
-    """A geotransform of ``orientation`` whose footprint contains the north-up one with its
-    top-left corner at ``origin`` (rotations and shears about that corner)."""
+    """The geotransform of a raster with pixels of ``px`` whose north-up version has its
+    top-left corner at ``origin``: north-up; bottom-up (row 0 in the south, the same
+    footprint); or that raster rotated by 20 degrees or sheared by 10 about the corner."""
     x0, y0 = origin
     if orientation == "north-up":
         return Affine(px, 0.0, x0, 0.0, -px, y0)
