@@ -36,7 +36,6 @@ import datetime as dt
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -45,6 +44,8 @@ from typing import Any
 from geosr.errors import GeosrError, OptionError
 from geosr.pipeline.config import SHARED_METHOD_SETTINGS, RunConfig, run_config
 from geosr.pipeline.runner import run
+from geosr.pipeline.stac import write_collection
+from geosr.raster.atomic import atomic_write
 from geosr.raster.io import is_local_path
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class Scene:
     guide: str
     output: str
     settings: tuple[tuple[str, Any], ...] = ()
+    #: the LR and the guide as the manifest writes them (the output's provenance tags)
+    names: tuple[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "lr": self.lr, "guide": self.guide, "output": self.output,
@@ -136,6 +139,7 @@ def _scene(rec: dict[str, Any], base: Path, where: str, output_dir: Path | None)
         guide=_resolve(base, str(rec["guide"])),
         output=out,
         settings=tuple(sorted(settings.items())),
+        names=(str(rec["lr"]), str(rec["guide"])),
     )
 
 
@@ -153,6 +157,8 @@ def _stac_records(doc: dict[str, Any], base: Path, path: Path) -> list[tuple[dic
                                "guide": assets["guide"]["href"]}
         if props.get("datetime"):
             rec["datetime"] = props["datetime"]
+        elif props.get("start_datetime") and props.get("end_datetime"):
+            rec["datetime"] = f"{props['start_datetime']}/{props['end_datetime']}"
         rec.update({k[len("geosr:"):]: v for k, v in props.items() if k.startswith("geosr:")})
         self_href = next((ln["href"] for ln in item.get("links", []) if ln.get("rel") == "self"),
                          None)
@@ -220,14 +226,7 @@ def state_dir_for(manifest: str | os.PathLike[str]) -> Path:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(obj, indent=2, default=str))
 
 
 def _status_path(state_dir: Path, scene_id: str) -> Path:
@@ -264,6 +263,7 @@ def scene_config(scene: Scene, defaults: dict[str, Any]) -> RunConfig:
         workers=s.get("workers"), cog=s.get("cog", True), overwrite=s.get("overwrite"),
         creation_options=s.get("creation_options"), keep_tiles=s.get("keep_tiles"),
         stac=s.get("stac", True), guard=_flag(s.get("guard", True)), budget=s.get("budget"),
+        input_names=scene.names, datetime=s.get("datetime"),
     )
 
 
@@ -340,8 +340,12 @@ def run_batch(
     on_scene: Callable[[dict[str, Any], int, int], None] | None = None,
     progress_factory: Callable[[Scene, int], Any] | None = None,
     manifest: str | None = None,
+    collection_path: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run every scene (``jobs`` at once); write and return the report.
+
+    The STAC items of the finished scenes go into a STAC Collection (:func:`collection`)
+    at ``collection_path`` (default ``collection.json`` in the folder the items share).
 
     ``on_scene(result, finished, total)`` is called as each scene ends (and with
     ``status="running"`` as it starts when running in this process); ``progress_factory
@@ -391,9 +395,32 @@ def run_batch(
         "counts": counts,
         "scenes_per_hour": round(counts["done"] / max(seconds, 1e-9) * 3600, 1),
         "scenes": ordered,
+        "collection": collection(ordered, collection_path, manifest or str(state)),
     }
     _write_json(Path(report_path) if report_path else state / REPORT, report)
     return report
+
+
+def collection(results: Sequence[dict[str, Any]], path: str | os.PathLike[str] | None,
+               name: str) -> str | None:
+    """Write the STAC Collection of the scenes' items (done or skipped scenes whose item
+    exists) at ``path``, or ``collection.json`` in the folder the items share; its id is
+    the stem of ``name`` (the manifest). Returns its path; None without items."""
+    items = [Path(r["stac"]) for r in results
+             if r.get("status") in ("done", "skipped") and r.get("stac")
+             and Path(r["stac"]).is_file()]
+    if not items:
+        return None
+    target = (Path(path) if path is not None else
+              Path(os.path.commonpath([str(p.resolve().parent) for p in items]))
+              / "collection.json")
+    cid = Path(name).stem.removesuffix(".geosr") or "geosr"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(write_collection(items, target, collection_id=cid))
+    except (OSError, ValueError) as exc:  # the scenes' outputs stand; say what failed
+        logger.warning("could not write the STAC collection %s: %s", target, exc)
+        return None
 
 
 def _run_in_processes(scenes: Sequence[Scene], defaults: dict[str, Any], state: str,

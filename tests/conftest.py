@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +16,25 @@ from affine import Affine
 from tests.geodata import LR_PIXEL, ORIGIN, SCALE, scene_arrays, shared_data_dir, write_raster
 
 
-@pytest.fixture(autouse=True, scope="session")
-def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def pytest_configure(config: pytest.Config) -> None:
     """Keep the suite out of the user's cache: auto mode's cost model, timed while the
     tests load the machine, would otherwise be reused by the user's next real run."""
-    old = os.environ.get("XDG_CACHE_HOME")
-    cache = tmp_path_factory.mktemp("xdg-cache")
-    os.environ["XDG_CACHE_HOME"] = str(cache)
-    yield cache
+    config.stash[_OLD_CACHE] = os.environ.get("XDG_CACHE_HOME")
+    config.stash[_TEST_CACHE] = tempfile.mkdtemp(prefix="geosr-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config.stash[_TEST_CACHE]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash.get(_TEST_CACHE, ""), ignore_errors=True)
+    old = config.stash.get(_OLD_CACHE, None)
     if old is None:
         os.environ.pop("XDG_CACHE_HOME", None)
     else:
         os.environ["XDG_CACHE_HOME"] = old
+
+
+_OLD_CACHE = pytest.StashKey[str | None]()
+_TEST_CACHE = pytest.StashKey[str]()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,8 +83,7 @@ def test_batch__parallel_scenes_equal_sequential(tmp_path: Path) -> None:
     defaults = {"scale": 4, "method": "guided-filter", "stac": False}
     rep = run_batch(scenes, defaults, state_dir=tmp_path / "st", jobs=2)
     assert rep["counts"]["done"] == 3, rep
-    seq = [type(s)(s.id, s.lr, s.guide, s.output.replace(".tif", "_seq.tif"), s.settings)
-           for s in scenes]
+    seq = [dataclasses.replace(s, output=s.output.replace(".tif", "_seq.tif")) for s in scenes]
     run_batch(seq, defaults, state_dir=tmp_path / "st2", jobs=1)
     for a, b in zip(scenes, seq, strict=True):
         assert Path(a.output).read_bytes() == Path(b.output).read_bytes()

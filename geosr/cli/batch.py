@@ -69,10 +69,14 @@ def batch_defaults(kw: dict[str, Any], preset: str | None) -> dict[str, Any]:
                  help="Per-scene status files and the report."),
     click.option("--report", type=click.Path(dir_okay=False), default=None,
                  show_default="STATE_DIR/report.json", help="Where to write the JSON report."),
+    click.option("--collection", type=click.Path(dir_okay=False), default=None,
+                 show_default="collection.json in the folder the items share",
+                 help="Where to write the STAC Collection of the scenes' items."),
 )
 @batch_options
 def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
-              state_dir: str | None, report: str | None, **kw: Any) -> None:
+              state_dir: str | None, report: str | None, collection: str | None,
+              **kw: Any) -> None:
     """Super-resolve every scene of MANIFEST (CSV, JSON lines or a STAC ItemCollection).
 
     \b
@@ -100,8 +104,9 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
             require("distributed", "cluster",
                     "--scheduler" if kw["scheduler"] else "--cluster-workers")
         if any(dict(sc.settings).get("stac", defaults["stac"]) for sc in scenes):
-            require("pystac", "stac", "a STAC item per scene (--stac, on by default in a "
-                    "batch; --no-stac to go without)")
+            for module in ("pystac", "rio_stac"):
+                require(module, "stac", "a STAC item per scene (--stac, on by default in a "
+                        "batch; --no-stac to go without)")
         for sc in scenes:  # what would fail a scene later (a network file with tile mode,
             # a creation option GDAL does not take, a .png output): say so now
             st = {**defaults, **dict(sc.settings)}
@@ -142,7 +147,7 @@ def batch_cmd(manifest: str, preset: str, output_dir: str | None, jobs: int,
                 scenes, defaults, state_dir=state, jobs=jobs, resume=kw["resume"],
                 client=client, report_path=report, on_scene=on_scene,
                 progress_factory=progress_factory if jobs == 1 else None,
-                manifest=str(manifest),
+                manifest=str(manifest), collection_path=collection,
             )
     except GeosrError as exc:
         if rep is not None:

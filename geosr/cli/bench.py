@@ -205,7 +205,8 @@ def bench_cmd(data, guide, crop, limit, methods, scale, iterations, preset, devi
         page = write_report(
             report_dir, None if scene else result, outputs, bench=result["records"],
             bench_settings=bench.settings_lines(result), note=report_note,
-            title=f"geosr benchmark report: {title}")
+            title=f"geosr benchmark report: {title}",
+            elevation=True if preset == "dem" else None)
         if scene:
             _write_json(report_dir / "result.json", result)
         if not quiet:

@@ -115,7 +115,8 @@ def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, meth
     if report_dir is not None:
 
         outputs = result.pop("outputs")
-        page = write_report(report_dir, {**result, "limit": limit}, outputs, note=report_note)
+        page = write_report(report_dir, {**result, "limit": limit}, outputs, note=report_note,
+                            elevation=True if preset == "dem" else None)
         if not quiet:
             click.echo(f"wrote report {page}", err=True)
     if json_path is not None and str(json_path) == "-":

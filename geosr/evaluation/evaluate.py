@@ -51,6 +51,10 @@ class Pair:
     guide: np.ndarray  # (C, H, W) float32
     #: the target's pixel size in its CRS units (1 where it is not georeferenced): slopes
     pixel_size: float = 1.0
+    #: the unit of the target's values (its band's; None where it names none) and the
+    #: linear unit of its CRS (projected rasters only): the report's colour bars
+    unit: str | None = None
+    crs_unit: str | None = None
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
@@ -167,7 +171,7 @@ def _file_pair(target: str, guide: str) -> Pair:
     if g.shape[1:] != t.shape[1:] and both_tif:
         g = _guide_on_target_grid(target, guide)
     name = os.path.splitext(os.path.basename(target.rstrip("/")))[0]
-    return Pair(name, t[0], g, _pixel_size(target))
+    return Pair(name, t[0], g, _pixel_size(target), *units(target))
 
 
 def _suffix(path: str) -> str:
@@ -184,6 +188,24 @@ def _pixel_size(path: str | os.PathLike[str]) -> float:
         if src.crs is None or src.transform.is_identity:
             return 1.0
         return float(np.sqrt(abs(src.transform.a * src.transform.e)))
+
+
+def _short_unit(unit: str | None) -> str | None:
+    u = (unit or "").strip()
+    return {"metre": "m", "meter": "m", "metres": "m", "meters": "m"}.get(u.lower(), u) or None
+
+
+def units(path: str | os.PathLike[str]) -> tuple[str | None, str | None]:
+    """(the unit of a GeoTIFF's band 1, its CRS's linear unit if projected), "m" for
+    metres; None for what is not known (and for files other than GeoTIFFs)."""
+    if _suffix(os.fspath(path)) not in (".tif", ".tiff"):
+        return None, None
+    import rasterio
+
+    with rasterio.open(path) as src:
+        band = src.units[0] if src.units else None
+        crs = src.crs.linear_units if src.crs is not None and src.crs.is_projected else None
+    return _short_unit(band), _short_unit(crs)
 
 
 def _guide_on_target_grid(target: str | os.PathLike[str],
@@ -213,7 +235,8 @@ def center_crop(pair: Pair, size: int) -> Pair:
     h, w = pair.target.shape
     y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
     win = (slice(y0, y0 + size), slice(x0, x0 + size))
-    return Pair(pair.name, pair.target[win], pair.guide[(slice(None), *win)], pair.pixel_size)
+    return Pair(pair.name, pair.target[win], pair.guide[(slice(None), *win)], pair.pixel_size,
+                pair.unit, pair.crs_unit)
 
 
 def degrade(target: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +306,8 @@ def evaluate(
 
     ``keep_outputs``: also return the arrays under ``"outputs"`` ({pair: {"hr", "lr",
     "guide", METHOD: prediction}}, all ``(row, col)`` except the guide) for reports; not
-    JSON-serialisable, so drop it before ``json.dumps``.
+    JSON-serialisable, so drop it before ``json.dumps``. The pairs' pixel sizes and units
+    then come under ``"pairs"`` ({pair: {"pixel_size", "unit", "crs_unit"}}).
     """
 
     scale = check_scale(scale)
@@ -291,6 +315,7 @@ def evaluate(
     built = {name: get_method(name, **opts) for name, opts in methods.items()}
     rows: list[dict[str, Any]] = []
     outputs: dict[str, dict[str, np.ndarray]] = {}
+    meta: dict[str, dict[str, Any]] = {}
     rng = np.random.default_rng(noise_seed)
     for pair in pairs:
         hr, lr = degrade(pair.target, scale)
@@ -306,6 +331,8 @@ def evaluate(
         g = prepare_guide(guide, BandStats.from_array(guide))
         if keep_outputs:
             outputs[pair.name] = {"hr": hr, "lr": lr, "guide": guide}
+            meta[pair.name] = {"pixel_size": pair.pixel_size, "unit": pair.unit,
+                               "crs_unit": pair.crs_unit}
         for name, method in built.items():
             snaps = snapshot_steps if hasattr(method, "fit") else ()
 
@@ -353,6 +380,7 @@ def evaluate(
               "methods": methods, "rows": rows, "mean": summary}
     if keep_outputs:
         result["outputs"] = outputs
+        result["pairs"] = meta
     return result
 
 

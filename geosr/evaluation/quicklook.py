@@ -34,6 +34,41 @@ logger = logging.getLogger(__name__)
 PANEL_PIXELS = 600
 KINDS = ("dem", "thermal", "band")
 _CMAPS = {"dem": "gist_earth", "thermal": "inferno", "band": "viridis"}
+#: what no data looks like in every picture geosr draws: a hatched mid grey behind the
+#: transparent (NaN) pixels, unlike any colour map's colour (gist_earth's highest ground
+#: is near white, the page's background)
+NODATA_COLOUR = "#9a9a9a"
+NODATA_HATCH_COLOUR = "#5a5a5a"
+NODATA_HATCH = "////"
+
+
+def show_nodata(ax: Any) -> None:
+    """Draw the axes' background as no data (:data:`NODATA_COLOUR`, hatched): it shows
+    wherever an image on it is transparent, i.e. NaN."""
+    patch = ax.patch
+    patch.set_facecolor(NODATA_COLOUR)
+    patch.set_hatch(NODATA_HATCH)
+    if hasattr(patch, "set_hatchcolor"):  # matplotlib >= 3.10
+        patch.set_hatchcolor(NODATA_HATCH_COLOUR)
+    else:
+        patch.set_edgecolor(NODATA_HATCH_COLOUR)
+        patch.set_linewidth(0)
+
+
+def nodata_legend(fig: Any, where: str = "outside lower left") -> Any:
+    """A legend entry saying what no data looks like."""
+    from matplotlib.patches import Patch
+
+    kw = {"hatchcolor": NODATA_HATCH_COLOUR} if _has_hatchcolor() else {
+        "edgecolor": NODATA_HATCH_COLOUR}
+    handle = Patch(facecolor=NODATA_COLOUR, hatch=NODATA_HATCH, label="no data", **kw)
+    return fig.legend(handles=[handle], loc=where, fontsize=8, frameon=False)
+
+
+def _has_hatchcolor() -> bool:
+    from matplotlib.patches import Patch
+
+    return hasattr(Patch, "set_hatchcolor")
 
 
 def check_quicklook_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
@@ -291,7 +326,10 @@ def write_quicklook(
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+        show_nodata(ax)
         _scale_bar(ax, bounds[2] - bounds[0], crs)
+    if not all(np.isfinite(a).all() for a in (low, out, rgb)):
+        nodata_legend(fig)
     label = {"dem": "elevation", "thermal": "temperature", "band": "value"}[kind]
     cb = fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap=cmap), ax=list(axes),
                       shrink=0.8, pad=0.01)

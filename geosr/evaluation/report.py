@@ -13,6 +13,14 @@ Benchmark results (RMSE against time per megapixel) come in as a generic list of
 ``"mae"``, ``"ratio_to_bicubic"``, ``"megapixels_per_second"``, ``"peak_rss_mb"``): the
 ``"records"`` of ``geosr bench --json`` (:mod:`geosr.evaluation.bench`) go straight to
 ``write_report(folder, bench=records)``.
+
+Elevation (a ``dem`` preset, a reference band in metres or feet, or ``elevation=True``)
+is drawn as elevation: each output, the LR and the reference as hillshaded colour relief
+(matplotlib's ``LightSource``, the quicklook's, with the pixel size: xarray-spatial's
+hillshade ignores it), and the signed error (output − reference) on a diverging colour
+map centred on 0, in the reference band's unit (else its CRS's linear unit: heights are
+taken to be in the same unit as the grid). No data is a hatched grey everywhere, named in
+a legend.
 """
 
 from __future__ import annotations
@@ -31,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError, import_extra
-from geosr.evaluation.quicklook import _stretch
+from geosr.evaluation.quicklook import _stretch, colour_relief, nodata_legend, show_nodata
+from geosr.raster.atomic import atomic_write
 from geosr.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -124,10 +133,94 @@ def pair_figure(
         ax.set_title(f"|error| {m}\nRMSE {rmse:.4g}", fontsize=8)
     for ax in (bottom[0], bottom[1], bottom[-1]):
         ax.axis("off")
+    for ax in [*top, *bottom[2:-1]]:
+        show_nodata(ax)
+    if not all(np.isfinite(arrays[k]).all() for k in ("hr", "lr", *methods)):
+        nodata_legend(fig)
     fig.colorbar(im, ax=list(top), shrink=0.85, pad=0.01, label="value")
     if eim is not None:
         fig.colorbar(eim, ax=list(bottom), shrink=0.85, pad=0.01, label="|error| (shared scale)")
     return _png(fig, dpi)
+
+
+#: units of the values that say "elevation" (with a ``dem`` preset)
+LENGTH_UNITS = {"m", "metre", "meter", "metres", "meters", "ft", "foot", "feet", "us-ft",
+                "us survey foot", "foot_us"}
+
+
+def error_limit(errors: Sequence[np.ndarray]) -> float:
+    """The symmetric colour limit of signed errors: the largest 99th percentile of |error|."""
+    lims = [float(np.nanpercentile(np.abs(e), 99)) for e in errors if np.isfinite(e).any()]
+    return max(lims, default=1.0) or 1.0
+
+
+def elevation_figure(
+    arrays: Mapping[str, np.ndarray], methods: Sequence[str], scale: int, *,
+    pixel_size: float = 1.0, unit: str | None = None, dpi: int = 80,
+    cmap: str = "gist_earth", err_cmap: str = "RdBu_r",
+) -> bytes:
+    """PNG of one elevation pair: guide / LR / each method / reference as hillshaded colour
+    relief on one elevation scale (the reference's 1st-99th percentile), then per method
+    the signed error (output − reference) on a diverging map centred on 0 (± the largest
+    99th percentile of |error|). ``unit`` labels both colour bars; no data is hatched grey.
+    """
+    plt = _mpl()
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    hr, lr = arrays["hr"], arrays["lr"]
+    ok = np.isfinite(hr)
+    vmin, vmax = (np.percentile(hr[ok], (1, 99)) if ok.any() else (0.0, 1.0))
+    vmax = vmax if vmax > vmin else vmin + 1e-6
+    errs = {m: arrays[m] - hr for m in methods}
+    elim = error_limit(list(errs.values()))
+    u = f" ({unit})" if unit else " (the reference's unit)"
+    cols = ["guide", f"LR (x{scale} avg-pooled)", *methods, "reference"]
+    n = len(cols)
+    h, w = hr.shape
+    cw = 2.3
+    fig, axes = plt.subplots(2, n, figsize=(cw * n + 0.8, 2 * cw * h / w + 1.1),
+                             layout="constrained", squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    top, bottom = axes
+    top[0].imshow(_guide_rgb(arrays["guide"]), interpolation="nearest")
+    shaded = [(lr, pixel_size * scale), *((arrays[m], pixel_size) for m in methods),
+              (hr, pixel_size)]
+    for ax, (z, res) in zip(top[1:], shaded, strict=True):
+        ax.imshow(colour_relief(z, res, vmin, vmax, cmap), interpolation="nearest",
+                  extent=(-0.5, w - 0.5, h - 0.5, -0.5))
+    for ax, c in zip(top, cols, strict=True):
+        ax.set_title(c if c == "guide" else f"{c}\nhillshade", fontsize=8)
+    for ax, m in zip(bottom[2:-1], methods, strict=True):
+        ax.imshow(errs[m], cmap=err_cmap, vmin=-elim, vmax=elim, interpolation="nearest")
+        d = errs[m][np.isfinite(errs[m])]
+        rmse = float(np.sqrt(np.mean(d**2))) if d.size else float("nan")
+        bias = float(np.mean(d)) if d.size else float("nan")
+        ax.set_title(f"error {m}\nRMSE {rmse:.3g}, bias {bias:+.2g}{unit and ' ' + unit or ''}",
+                     fontsize=8)
+    for ax in (bottom[0], bottom[1], bottom[-1]):
+        ax.axis("off")
+    for ax in [*top, *bottom[2:-1]]:
+        show_nodata(ax)
+    fig.colorbar(ScalarMappable(Normalize(vmin, vmax), cmap=cmap), ax=list(top), shrink=0.85,
+                 pad=0.01, label=f"elevation{u}")
+    fig.colorbar(ScalarMappable(Normalize(-elim, elim), cmap=err_cmap), ax=list(bottom),
+                 shrink=0.85, pad=0.01, label=f"error, output − reference{u}")
+    nodata_legend(fig)
+    return _png(fig, dpi)
+
+
+def is_elevation(result: Mapping[str, Any], elevation: bool | None = None) -> bool:
+    """Whether to draw ``result``'s pairs as elevation: as asked, else when a method runs
+    with the ``dem`` preset or a pair's unit is a length (m, ft)."""
+    if elevation is not None:
+        return elevation
+    if any((opts or {}).get("preset") == "dem" for opts in result.get("methods", {}).values()):
+        return True
+    return any(str((m or {}).get("unit") or "").lower() in LENGTH_UNITS
+               for m in result.get("pairs", {}).values())
 
 
 _MARKERS = "osD^vP*X"
@@ -252,7 +345,7 @@ def _settings(result: Mapping[str, Any], pairs: Sequence[str]) -> list[str]:
 
 
 def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
-                   imgs: _Images, dpi: int) -> list[str]:
+                   imgs: _Images, dpi: int, elevation: bool | None = None) -> list[str]:
     mean = result["mean"]
     parts = ["<h2>Summary (mean over pairs)</h2>"]
     parts.append(_table(_HEAD, [
@@ -268,10 +361,18 @@ def _eval_sections(result: Mapping[str, Any], outputs: Mapping[str, Any] | None,
         parts.append(f"<h2>Pair {html.escape(name)}</h2>")
         rows = [r for r in result["rows"] if r["pair"] == name]
         if outputs is not None and name in outputs:
-            parts.append(imgs.tag(
-                pair_figure(outputs[name], [r["method"] for r in rows], result["scale"],
-                            dpi=dpi),
-                f"{name}: guide, LR, outputs, reference and error maps", f"pair_{name}"))
+            ms = [r["method"] for r in rows]
+            if is_elevation(result, elevation):
+                meta = result.get("pairs", {}).get(name, {})
+                png = elevation_figure(outputs[name], ms, result["scale"], dpi=dpi,
+                                       pixel_size=float(meta.get("pixel_size") or 1.0),
+                                       unit=meta.get("unit") or meta.get("crs_unit"))
+                alt = (f"{name}: guide, then LR, outputs and reference as hillshades; signed "
+                       "error maps")
+            else:
+                png = pair_figure(outputs[name], ms, result["scale"], dpi=dpi)
+                alt = f"{name}: guide, LR, outputs, reference and error maps"
+            parts.append(imgs.tag(png, alt, f"pair_{name}"))
         parts.append(_table(_HEAD[:1] + _HEAD[2:], [
             [r["method"], *_cells(r)] for r in rows
         ], cls="metrics pair-metrics", best=1))
@@ -327,6 +428,7 @@ def write_report(
     note: str | None = None,
     embed: bool = True,
     dpi: int = 80,
+    elevation: bool | None = None,
 ) -> Path:
     """Write ``folder/index.html`` (and ``result.json``); return the page's path.
 
@@ -334,8 +436,9 @@ def write_report(
     ``"outputs"``); ``outputs``: its ``"outputs"`` when popped before (no pictures per pair
     without them). ``bench``: benchmark records, see the module docstring;
     ``bench_settings``: lines of text listed above them (data, scale, options). ``note``: a
-    highlighted line on top (say here when the settings are reduced). Existing report
-    files in ``folder`` are replaced.
+    highlighted line on top (say here when the settings are reduced). ``elevation``: draw
+    the pairs as elevation (hillshades, signed errors) or not; None decides by
+    :func:`is_elevation`. Existing report files in ``folder`` are replaced.
     """
     if result is None and not bench:
         raise InputError("nothing to report: pass an evaluation result and/or bench records")
@@ -355,7 +458,7 @@ def write_report(
         pairs = list(dict.fromkeys(r["pair"] for r in result["rows"]))
         body.append('<ul class="settings">'
                     + "".join(f"<li>{s}</li>" for s in _settings(result, pairs)) + "</ul>")
-        body += _eval_sections(result, outputs, imgs, dpi)
+        body += _eval_sections(result, outputs, imgs, dpi, elevation)
         clean = {k: v for k, v in result.items() if k != "outputs"}
         (out / "result.json").write_text(json.dumps(clean, indent=2, default=str) + "\n")
     if bench:
@@ -364,8 +467,6 @@ def write_report(
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     index = out / "index.html"
-    tmp = out / ".index.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, index)
+    atomic_write(index, page)
     logger.info("wrote report %s (%d images)", index, imgs.n)
     return index

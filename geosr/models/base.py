@@ -145,6 +145,12 @@ class Method:
         """LR pixels of context a tile needs on each side for a seam-free mosaic."""
         return 2
 
+    def resolved_options(self, scale: int) -> dict[str, Any]:
+        """Every option as this method runs at ``scale``: the defaults filled in and the
+        options left to a preset or to the scale (``None``) resolved (the provenance of
+        an output). Subclasses with such options resolve them."""
+        return dataclasses.asdict(self.options)
+
     def __call__(
         self,
         lr: np.ndarray,

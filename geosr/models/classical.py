@@ -130,6 +130,9 @@ class GuidedFilter(Method):
     def _radius(self, scale: int) -> int:
         return self.options.radius or scale
 
+    def resolved_options(self, scale: int) -> dict[str, Any]:
+        return {**super().resolved_options(scale), "radius": self._radius(scale)}
+
     def halo(self, scale: int) -> int:
         # bicubic support (2 LR px) + two box filters of radius r (HR px) + a margin.
         return 3 + math.ceil(2 * self._radius(scale) / scale)

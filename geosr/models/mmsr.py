@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -151,6 +152,10 @@ class MMSR(LearnedMethod):
             guide_channels, scale, width=self.options.width, n=n, m=m, block=self.options.block,
             residual=self.options.residual,
         )
+
+    def resolved_options(self, scale: int) -> dict[str, Any]:
+        n, m = self.options.sizes
+        return {**super().resolved_options(scale), "n": n, "m": m}
 
     def halo(self, scale: int) -> int:
         n, m = self.options.sizes

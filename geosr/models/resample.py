@@ -4,7 +4,12 @@
 with that resampling) writes when it warps the LR onto the output grid, which is the LR grid
 refined by the scale: GDAL's kernels (lanczos: a 3-lobe windowed sinc over 6x6 LR pixels;
 cubic: Keys' cubic convolution, a = -0.5, over 4x4), weights renormalised where LR pixels
-are nodata, and nodata over the footprint of a nodata LR pixel. The guide is not used. They
+are nodata, and nodata over the footprint of a nodata LR pixel. Where GDAL's lanczos leaves
+the footprint of a *valid* LR pixel empty (it does where the valid pixels under its 6x6
+kernel carry too little of the weight: within about two LR pixels of a large nodata area,
+and on valid islands smaller than 5x5 LR pixels), those output pixels take GDAL's cubic
+value instead, so that no valid LR pixel is lost; everywhere else the output is GDAL's
+own. The guide is not used. They
 are the yardsticks a DEM user compares with, and what the guard of the pipeline writes when a
 learned method would not beat them.
 
@@ -64,7 +69,25 @@ class _GDALResample(Method):
 
     def run(self, lr, guide, scale, mask, *, progress):  # type: ignore[override]
         x = np.where(mask, lr, np.nan).astype(np.float32)
-        return gdal_upsample(x, scale, self.kernel)
+        return fill_dropped(gdal_upsample(x, scale, self.kernel), x, scale, self.kernel)
+
+
+def fill_dropped(out: np.ndarray, lr: np.ndarray, scale: int, kernel: str) -> np.ndarray:
+    """``out`` (GDAL's ``kernel`` applied to ``lr``, NaN = nodata) with the output pixels of
+    valid LR pixels that the kernel left empty filled in: with GDAL's cubic (a 4x4 kernel,
+    which keeps them), else with the LR pixel's own value. Pixels of nodata LR pixels stay
+    NaN; the other pixels are left as GDAL wrote them."""
+    valid = np.repeat(np.repeat(np.isfinite(lr), scale, axis=-2), scale, axis=-1)
+    lost = valid & ~np.isfinite(out)
+    if not lost.any():
+        return out
+    out = out.copy()
+    if kernel != "cubic":
+        out[lost] = gdal_upsample(lr, scale, "cubic")[lost]
+        lost &= ~np.isfinite(out)
+    if lost.any():
+        out[lost] = np.repeat(np.repeat(lr, scale, axis=-2), scale, axis=-1)[lost]
+    return out
 
 
 class Lanczos(_GDALResample):

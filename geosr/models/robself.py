@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -307,6 +308,11 @@ class _RobSelf(LearnedMethod):
             n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
             residual=o.residual, field_tv=o.field_tv, source_dilation=o.dilation(scale),
         )
+
+    def resolved_options(self, scale: int) -> dict[str, Any]:
+        levels, m, n, eta = self.options.settings(scale)
+        return {**super().resolved_options(scale), "levels": levels, "m": m, "n": n,
+                "eta": eta, "source_dilation": self.options.dilation(scale)}
 
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)

@@ -71,21 +71,36 @@ def cache_path() -> Path:
 
 @dataclasses.dataclass(frozen=True)
 class Costs:
-    """Measured seconds: one scene-fit step on a crop, and inference per HR pixel."""
+    """Measured seconds: one scene-fit step on a ``crop``² LR sample (of which
+    ``step_overhead_seconds`` does not depend on the crop's size: the optimiser, Python,
+    kernel launches), and a tile's inference per HR pixel (back-projection included)."""
 
     step_seconds: float
     infer_seconds_per_pixel: float
     crop: int
     measured: bool = True
+    step_overhead_seconds: float = 0.0
+
+    def step_at(self, side: int) -> float:
+        """Seconds of one step on a ``side``² LR crop: the overhead, plus the rest in
+        proportion to the pixels."""
+        rest = max(self.step_seconds - self.step_overhead_seconds, 0.0)
+        return self.step_overhead_seconds + rest * (side / self.crop) ** 2
+
+
+#: bump when what :func:`measure` times changes, so that older cached entries are ignored
+COST_MODEL_VERSION = 2
 
 
 def measure(method: str, options: dict[str, Any], scale: int, channels: int, crop: int,
-            device: str) -> Costs:
-    """Time the method here: fit steps on a random ``crop``² LR sample, one inference; cached."""
+            device: str, back_project_iterations: int = 10) -> Costs:
+    """Time the method here: fit steps on random ``crop``² and (``crop``/2)² LR samples (a
+    step's fixed part and its part per pixel), one inference of a tile with its
+    back-projection; cached."""
     opts = {k: v for k, v in options.items() if k not in ("iterations", "prefit")}
     key = hashlib.sha256(json.dumps(
-        [_machine(), device, method, opts, scale, channels, crop], sort_keys=True,
-        default=str).encode()).hexdigest()[:24]
+        [COST_MODEL_VERSION, _machine(), device, method, opts, scale, channels, crop,
+         back_project_iterations], sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_path()
     try:
         cache = json.loads(path.read_text())
@@ -93,29 +108,40 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
         cache = {}
     if key in cache:
         return Costs(**cache[key])
+    from geosr.models.backproject import back_project
+
     rng = np.random.default_rng(0)
-    lr = rng.normal(size=(1, crop, crop)).astype(np.float32)
-    guide = rng.normal(size=(channels, crop * scale, crop * scale)).astype(np.float32)
-    mask = np.ones_like(lr, dtype=bool)
     m = get_method(method, **{**opts, "device": device})
 
-    def fit(steps: int) -> tuple[float, bytes]:
-        t = time.perf_counter()
-        state, _ = m.fit_scene(lambda step: (lr, guide, mask), channels, scale,
-                               iterations=steps)
-        return time.perf_counter() - t, state
+    def per_step(side: int) -> tuple[float, bytes]:
+        lr = rng.normal(size=(1, side, side)).astype(np.float32)
+        guide = rng.normal(size=(channels, side * scale, side * scale)).astype(np.float32)
+        mask = np.ones_like(lr, dtype=bool)
 
-    fit(1)  # warm-up: allocations, kernels
-    t1, _ = fit(2)
-    t2, state = fit(6)
-    step = max((t2 - t1) / 4, 1e-4)
+        def fit(steps: int) -> tuple[float, bytes]:
+            t = time.perf_counter()
+            state, _ = m.fit_scene(lambda step: (lr, guide, mask), channels, scale,
+                                   iterations=steps)
+            return time.perf_counter() - t, state
+
+        fit(1)  # warm-up: allocations, kernels
+        t1, _ = fit(2)
+        t2, state = fit(6)
+        return max((t2 - t1) / 4, 1e-4), state
+
+    step, state = per_step(crop)
+    small = max(crop // 2, 4)
+    step_small, _ = per_step(small)
+    per_px = max((step - step_small) / (crop**2 - small**2), 0.0)
+    overhead = min(max(step - per_px * crop**2, 0.0), step)
     big = 2 * crop
     lr2 = rng.normal(size=(1, big, big)).astype(np.float32)
     g2 = rng.normal(size=(channels, big * scale, big * scale)).astype(np.float32)
     t = time.perf_counter()
-    m.predict_from(state, lr2, g2, scale)
+    pred = m.predict_from(state, lr2, g2, scale)
+    back_project(pred, lr2, np.ones_like(lr2, dtype=bool), scale, back_project_iterations)
     infer = (time.perf_counter() - t) / (big * scale) ** 2
-    costs = Costs(step, infer, crop)
+    costs = Costs(step, infer, crop, step_overhead_seconds=overhead)
     cache[key] = dataclasses.asdict(costs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,17 +190,19 @@ def choose(config: RunConfig, plan: Plan, budget: float | None = None,
         return tile_cfg, Choice("tile", f"{why}: tile mode", budget, {"io": io})
     s = plan.scale
     channels = len(plan.guide_bands)
-    costs = costs or measure(config.method, config.options, s, channels, SCENE_CROP, device)
-    per_px_step = costs.step_seconds / (costs.crop * s) ** 2
+    costs = costs or measure(config.method, config.options, s, channels, SCENE_CROP, device,
+                             config.scene.back_project)
+    per_px_step = (costs.step_seconds - costs.step_overhead_seconds) / (costs.crop * s) ** 2
     lay = plan.layout
     tile_px = lay.predicted_pixels() * s * s
     iters = int(config.options.get("iterations", 1000))
-    tile_fit = iters * per_px_step * tile_px
-    tile_total = tile_fit * (1 + 1 / s**2) + io
+    tile_fit = iters * (costs.step_overhead_seconds * len(lay) + per_px_step * tile_px)
+    check_fit = iters * (costs.step_overhead_seconds + per_px_step * tile_px / s**2)
+    tile_total = tile_fit + (check_fit if config.guard else 0.0) + io
     if tile_total <= budget:
         est = {"tiles": tile_fit, "io": io}
         if config.guard:
-            est["self_check"] = tile_fit / s**2
+            est["self_check"] = check_fit
         return tile_cfg, Choice(
             "tile", f"{len(lay)} tile fits of {iters} steps fit the budget", budget, est,
             iters, costs)
@@ -183,8 +211,8 @@ def choose(config: RunConfig, plan: Plan, budget: float | None = None,
     # a step costs about its crop's pixels; crops are clipped to the scene (and the self-check's
     # to its coarser copy, scale² times smaller)
     h, w = plan.grid.lr_window.height, plan.grid.lr_window.width
-    step = costs.step_seconds * (min(SCENE_CROP, h, w) / costs.crop) ** 2
-    step_check = costs.step_seconds * (max(4, min(SCENE_CROP, h // s, w // s)) / costs.crop) ** 2
+    step = costs.step_at(min(SCENE_CROP, h, w))
+    step_check = costs.step_at(max(4, min(SCENE_CROP, h // s, w // s)))
     check = config.guard and not is_resampler(config.method)
     left = budget - io - infer - (infer_check if check else 0.0)
     per_step = step + (step_check if check else 0.0)

@@ -259,6 +259,12 @@ class RunConfig:
     guard: bool = False
     #: seconds that ``mode="auto"`` plans the run to take (None: 5 min on a CPU, 10 on a GPU)
     budget: float | None = None
+    #: the LR and the guide as the user named them (e.g. a manifest's hrefs, before they
+    #: are made absolute), for the output's provenance tags; None: the paths ``run`` gets
+    input_names: tuple[str, str] | None = None
+    #: when the inputs were acquired, for the STAC item: an ISO 8601 time, or a
+    #: ``start/end`` interval (e.g. a STAC input item's); None: read from the inputs' tags
+    datetime: str | None = None
 
     def __post_init__(self) -> None:
         items = self.method_options
@@ -272,6 +278,8 @@ class RunConfig:
             object.__setattr__(self, "guide_bands", tuple(int(b) for b in self.guide_bands))
         if self.save_network is not None:
             object.__setattr__(self, "save_network", os.fspath(self.save_network))
+        if self.input_names is not None:
+            object.__setattr__(self, "input_names", tuple(str(n) for n in self.input_names))
         get_method(self.method, **dict(options))  # validates the options
         if self.guide_resampling is not None and self.guide_resampling not in GUIDE_RESAMPLING:
             raise OptionError(
@@ -279,7 +287,8 @@ class RunConfig:
                 f"{', '.join(GUIDE_RESAMPLING)} (GDAL's names), or leave it out for the "
                 "default (average where the guide is finer than the output, else bilinear)")
         if self.stac:
-            require_extra("pystac", "stac", "a STAC item (--stac)")
+            for module in ("pystac", "rio_stac"):
+                require_extra(module, "stac", "a STAC item (--stac)")
         check_mode(self.method, self.scene.mode)
         if self.save_network is not None and self.scene.mode == "tile":
             raise OptionError(
@@ -323,6 +332,8 @@ def run_config(
     save_network: str | os.PathLike[str] | None = None,
     guard: bool | None = None,
     budget: str | float | None = None,
+    input_names: Sequence[str] | None = None,
+    datetime: str | None = None,
 ) -> RunConfig:
     """The run configuration of flat settings: the one place where they become configs.
 
@@ -363,6 +374,7 @@ def run_config(
         guide_resampling=guide_resampling, scene=scene, tiling=tiling, output=output,
         stac=bool(stac), save_network=None if save_network is None else os.fspath(save_network),
         guard=True if guard is None else bool(guard), budget=parse_budget(budget),
+        input_names=None if input_names is None else tuple(input_names), datetime=datetime,
     )
 
 

@@ -81,15 +81,7 @@ def write_mosaic(
         for blk in blocks(plan.grid.height, plan.grid.width, step):
             dst.write(mosaic_block(plan, store, blk), 1, window=blk.to_rasterio())
         dst.update_tags(
-            **provenance_tags(
-                method=plan.method,
-                scale=plan.scale,
-                options=plan.options,
-                lr_path=plan.lr.path,
-                guide_path=plan.guide.path,
-                lr_band=plan.lr_band,
-                guide_bands=plan.guide_bands,
-            ),
+            **provenance_tags(**plan.provenance()),
             **(extra_tags or {}),
         )
         dst.set_band_description(1, band_description(plan))

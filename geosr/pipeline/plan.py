@@ -55,6 +55,14 @@ class Plan:
     scene: SceneConfig = SceneConfig()
     #: weights of the scene network (scene/hybrid modes, after geosr.pipeline.scene.fit_scene)
     scene_state: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: every option as the method runs at this scale (defaults filled in, preset- and
+    #: scale-dependent ones resolved: :meth:`~geosr.models.base.Method.resolved_options`);
+    #: the output's provenance, not part of the tiles' fingerprint
+    used_options: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), compare=False)
+    #: the LR and the guide as the user named them (``RunConfig.input_names``)
+    input_names: tuple[str, str] = dataclasses.field(default=("", ""), compare=False)
+    #: the inputs' acquisition time as given (``RunConfig.datetime``), for the STAC item
+    datetime: str | None = dataclasses.field(default=None, compare=False)
     #: where tiles and statistics read their pixels: None for the files ``lr.path`` and
     #: ``guide.path`` (:class:`FileSource`), or e.g. :class:`geosr.xr.ArraySource`
     source: Any = dataclasses.field(default=None, repr=False, compare=False)
@@ -62,6 +70,15 @@ class Plan:
     @property
     def options(self) -> dict[str, Any]:
         return dict(self.method_options)
+
+    def provenance(self) -> dict[str, Any]:
+        """The keywords of :func:`geosr.raster.io.provenance_tags` for this plan: the options
+        as the method runs them, the inputs as the user named them."""
+        lr_name, guide_name = self.input_names
+        return {"method": self.method, "scale": self.scale,
+                "options": dict(self.used_options) or self.options,
+                "lr_path": lr_name or self.lr.path, "guide_path": guide_name or self.guide.path,
+                "lr_band": self.lr_band, "guide_bands": self.guide_bands}
 
     def lr_window(self, w: Window) -> Window:
         """Absolute LR pixel window of a grid-relative LR window."""
@@ -229,5 +246,8 @@ def make_plan(
         workers=workers,
         torch_threads=None if is_deterministic(method) else local_torch_threads(),
         scene=scene,
+        used_options=tuple(sorted(m.resolved_options(scale).items())),
+        input_names=config.input_names or (lr.path, guide.path),
+        datetime=config.datetime,
     )
 

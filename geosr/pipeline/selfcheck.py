@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from geosr.models.resample import gdal_upsample
+from geosr.models.resample import fill_dropped, gdal_upsample
 from geosr.pipeline.config import OutputConfig, RunConfig
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import read_tile_lr
@@ -123,7 +123,9 @@ def self_check(plan: Plan, config: RunConfig, run_coarse: CoarseRun, *,
     lr = read_tile_lr(plan, win)[0]
     coarse = pool(lr, s)
     truth = lr[: coarse.shape[0] * s, : coarse.shape[1] * s]
-    lanczos = gdal_upsample(coarse[None], s, "lanczos")[0]
+    # the lanczos the guard writes: GDAL's, with the valid pixels it drops next to nodata
+    lanczos = fill_dropped(gdal_upsample(coarse[None], s, "lanczos"), coarse[None], s,
+                           "lanczos")[0]
     with tempfile.TemporaryDirectory(prefix=".geosr-self-check-", dir=workdir) as tmp:
         src = Path(tmp) / "coarse-lr.tif"
         _write_coarse(plan, win, coarse, src)

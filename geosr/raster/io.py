@@ -446,6 +446,15 @@ def output_profile(
     return profile
 
 
+def without_secrets(path: str) -> str:
+    """``path`` as given, less what a URL may carry that is not for others to read: the
+    password of ``user:password@`` and the query string (signed-URL tokens)."""
+    if not _URL.match(path) and "/vsicurl" not in path:
+        return path
+    path = re.sub(r"(://[^/@:?#]*):[^/@?#]*@", r"\1@", path)
+    return re.sub(r"\?[^/]*$", "", path)
+
+
 def provenance_tags(
     *,
     method: str,
@@ -456,16 +465,17 @@ def provenance_tags(
     lr_band: int,
     guide_bands: Sequence[int],
 ) -> dict[str, str]:
-    """Dataset tags recording how the output was made."""
+    """Dataset tags recording how the output was made: ``options`` as the method ran
+    (resolved), the inputs as the user named them (URLs less their secrets)."""
 
     return {
         "GEOSR_VERSION": __version__,
         "GEOSR_METHOD": method,
         "GEOSR_SCALE": str(scale),
         "GEOSR_OPTIONS": json.dumps(options, sort_keys=True, default=str),
-        "GEOSR_LR": os.path.basename(lr_path),
+        "GEOSR_LR": without_secrets(lr_path),
         "GEOSR_LR_BAND": str(lr_band),
-        "GEOSR_GUIDE": os.path.basename(guide_path),
+        "GEOSR_GUIDE": without_secrets(guide_path),
         "GEOSR_GUIDE_BANDS": ",".join(str(b) for b in guide_bands),
         "TIFFTAG_SOFTWARE": f"geosr {__version__}",
     }

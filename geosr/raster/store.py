@@ -20,13 +20,13 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from geosr.errors import RasterIOError
+from geosr.raster.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -134,17 +134,7 @@ class TileStore:
         return np.load(p, mmap_mode="r", allow_pickle=False)
 
     def _write_atomic(self, target: Path, data: bytes, *, sync: bool = False) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                if sync:
-                    f.flush()
-                    os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, data, sync=sync)
 
     def put_json(self, name: str, obj: Any) -> None:
         self._write_atomic(self.path / name, json.dumps(obj).encode())

@@ -148,10 +148,7 @@ def super_resolve_xr(
 
     coords = affine_to_coords(g.transform, g.width, g.height, x_dim=src_lr.x_dim,
                               y_dim=src_lr.y_dim)
-    attrs: dict[str, Any] = provenance_tags(
-        method=plan.method, scale=plan.scale, options=plan.options, lr_path=plan.lr.path,
-        guide_path=plan.guide.path, lr_band=plan.lr_band, guide_bands=plan.guide_bands,
-    )
+    attrs: dict[str, Any] = provenance_tags(**plan.provenance())
     attrs["long_name"] = band_description(plan)
     unit = plan.lr.units[plan.lr_band - 1]
     if unit:

@@ -60,3 +60,32 @@ def test_pipeline_tiles_equal_one_whole_warp(kernel: str, scene: dict) -> None:
     assert np.isfinite(got).mean() > 0.9
 
 
+
+
+@pytest.mark.parametrize("kernel", ["lanczos", "cubic"])
+@pytest.mark.parametrize("pattern", ["island", "stripes", "single"])
+def test_no_valid_lr_pixel_is_lost_next_to_nodata(kernel: str, pattern: str) -> None:
+    """GDAL's lanczos leaves valid islands under 5x5 LR pixels, and valid pixels between
+    nodata stripes, without data; geosr fills them (GDAL's cubic) and keeps GDAL's values
+    everywhere else."""
+    lr = np.full((12, 14), np.nan, np.float32)
+    if pattern == "island":
+        lr[5:8, 6:9] = 100 + np.arange(9, dtype=np.float32).reshape(3, 3)
+    elif pattern == "stripes":
+        lr[:] = 100 + np.arange(14, dtype=np.float32)
+        lr[:, ::2] = np.nan
+    else:
+        lr[6, 7] = 42.0
+    got = super_resolve(lr[None], np.zeros((3, 48, 56), np.float32), 4, method=kernel)[0]
+    gdal = _gdal(lr, 4, kernel)
+    valid = np.repeat(np.repeat(np.isfinite(lr), 4, axis=0), 4, axis=1)
+    assert np.array_equal(np.isfinite(got), valid)  # nodata exactly where the LR's is
+    kept = np.isfinite(gdal)
+    assert np.array_equal(got[kept], gdal[kept])  # GDAL's own values where it wrote any
+    filled = valid & ~kept
+    if kernel == "lanczos":
+        assert filled.any()  # GDAL did drop some: the case tests the fill
+        cubic = _gdal(lr, 4, "cubic")
+        assert np.array_equal(got[filled], cubic[filled])
+    lo, hi = np.nanmin(lr), np.nanmax(lr)
+    assert lo - (hi - lo) <= got[valid].min() and got[valid].max() <= hi + (hi - lo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -94,3 +95,25 @@ def test_the_suite_keeps_out_of_the_users_cost_model_cache() -> None:
     from geosr.pipeline.auto import cache_path
 
     assert not str(cache_path()).startswith(str(Path.home() / ".cache"))
+
+
+def test_a_step_costs_its_overhead_plus_its_pixels() -> None:
+    c = auto_mode.Costs(step_seconds=0.2, infer_seconds_per_pixel=1e-6, crop=32,
+                        step_overhead_seconds=0.05)
+    assert c.step_at(32) == pytest.approx(0.2)
+    assert c.step_at(16) == pytest.approx(0.05 + 0.15 / 4)
+    assert c.step_at(8) > 0.05
+
+
+def test_the_self_check_estimate_pays_the_step_overhead(scene) -> None:
+    cfg = run_config(scale=4, method="mmsr", guard=True)
+    plan = make_plan(scene["lr"], scene["guide"],
+                     RunConfig(scale=4, method="mmsr", method_options=cfg.options))
+    lean = auto_mode.Costs(step_seconds=0.2, infer_seconds_per_pixel=1e-6, crop=32)
+    heavy = dataclasses.replace(lean, step_overhead_seconds=0.15)
+    _, a = auto_mode.choose(cfg, plan, budget=60, costs=lean)
+    _, b = auto_mode.choose(cfg, plan, budget=60, costs=heavy)
+    assert a.mode == b.mode == "scene"
+    per_step_a = a.estimate["self_check"] / a.iterations
+    per_step_b = b.estimate["self_check"] / b.iterations
+    assert per_step_b > per_step_a and per_step_b >= 0.15

@@ -61,8 +61,8 @@ def test_run__cog_tags_and_permissions(scene: dict[str, Any]) -> None:
     _, prof = read(out)
     tags = prof["tags"]
     assert tags["GEOSR_METHOD"] == "guided-filter" and tags["GEOSR_SCALE"] == "4"
-    assert json.loads(tags["GEOSR_OPTIONS"]) == {"eps": 0.02}
-    assert tags["GEOSR_LR"] == "lr.tif" and tags["GEOSR_GUIDE"] == "guide.tif"
+    assert json.loads(tags["GEOSR_OPTIONS"]) == {"eps": 0.02, "radius": 4}  # radius: the scale
+    assert tags["GEOSR_LR"] == scene["lr"] and tags["GEOSR_GUIDE"] == scene["guide"]
     assert "GEOSR_VERSION" in tags
     assert prof["desc"][0] and "guided-filter" in prof["desc"][0]
     assert prof["compress"] in ("deflate", "zstd")
