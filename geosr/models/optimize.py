@@ -99,7 +99,18 @@ def _runner(model: nn.Module, cfg: OptimConfig) -> nn.Module:
             "c++, g++, clang++ is on PATH); install one (e.g. apt install g++) or leave "
             "compile off"
         )
+    if next(model.parameters()).device.type == "cpu":
+        _warn_cpu_compile()
     return torch.compile(model)
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_cpu_compile() -> None:
+    # on the embedded example (2-core CPU): 40-105 s of compilation for each network fitted
+    logger.warning(
+        "compile=true on the CPU compiles every network it fits (about a minute or more "
+        "each: the self-check's, the scene network, each tile's in tile mode), which "
+        "outweighs what it saves on short fits; it is meant for CUDA")
 
 
 def masked_cycle_loss(

@@ -97,7 +97,8 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
     """Time the method here: fit steps on random ``crop``² and (``crop``/2)² LR samples (a
     step's fixed part and its part per pixel), one inference of a tile with its
     back-projection; cached."""
-    opts = {k: v for k, v in options.items() if k not in ("iterations", "prefit")}
+    # compile=true is timed eagerly: compiling each timed network would cost minutes
+    opts = {k: v for k, v in options.items() if k not in ("iterations", "prefit", "compile")}
     key = hashlib.sha256(json.dumps(
         [COST_MODEL_VERSION, _machine(), device, method, opts, scale, channels, crop,
          back_project_iterations], sort_keys=True, default=str).encode()).hexdigest()[:24]

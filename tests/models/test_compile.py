@@ -44,3 +44,19 @@ def test_compile__without_a_compiler_names_the_fix(rng: np.random.Generator,
     monkeypatch.setattr(shutil, "which", lambda _name: None)
     with pytest.raises(OptionError, match="C\\+\\+ compiler.*compile off"):
         geosr.super_resolve(lr, guide, 4, method="mmsr", iterations=2, compile=True)
+
+
+@needs_compiler
+def test_compile__on_the_cpu_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    import torch
+
+    from geosr.models import optimize
+    from geosr.models.settings import OptimConfig
+
+    optimize._warn_cpu_compile.cache_clear()
+    model = torch.nn.Conv2d(1, 1, 1)
+    with caplog.at_level("WARNING", logger="geosr.models.optimize"):
+        optimize._runner(model, OptimConfig(compile=True))
+        optimize._runner(model, OptimConfig(compile=True))
+    assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
+    assert "meant for CUDA" in caplog.records[0].message
