@@ -114,21 +114,20 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
     rng = np.random.default_rng(0)
     m = get_method(method, **{**opts, "device": device})
 
-    def per_step(side: int) -> tuple[float, bytes]:
+    def per_step(side: int, steps: int = 9) -> tuple[float, bytes]:
+        """The median of ``steps - 1`` single steps' times (the first one warms up): a
+        moment of load elsewhere on the machine moves a few steps, not the median."""
         lr = rng.normal(size=(1, side, side)).astype(np.float32)
         guide = rng.normal(size=(channels, side * scale, side * scale)).astype(np.float32)
         mask = np.ones_like(lr, dtype=bool)
+        stamps: list[float] = []
 
-        def fit(steps: int) -> tuple[float, bytes]:
-            t = time.perf_counter()
-            state, _ = m.fit_scene(lambda step: (lr, guide, mask), channels, scale,
-                                   iterations=steps)
-            return time.perf_counter() - t, state
+        def tick(step: int, total: int, loss: float) -> None:
+            stamps.append(time.perf_counter())
 
-        fit(1)  # warm-up: allocations, kernels
-        t1, _ = fit(2)
-        t2, state = fit(6)
-        return max((t2 - t1) / 4, 1e-4), state
+        state, _ = m.fit_scene(lambda step: (lr, guide, mask), channels, scale,
+                               iterations=steps, progress=tick)
+        return max(float(np.median(np.diff(stamps))), 1e-4), state
 
     step, state = per_step(crop)
     small = max(crop // 2, 4)
