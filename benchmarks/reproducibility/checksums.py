@@ -96,7 +96,9 @@ def main() -> int:
     want = json.loads(REFERENCE.read_text())
     bad = [k for k in want if got.get(k) != want[k]]
     for k in want:
-        print(f"{'same   ' if k not in bad else 'CHANGED'} {k}")
+        what = [h for h in want[k] if got.get(k, {}).get(h) != want[k][h]]
+        print(f"{'same   ' if k not in bad else 'CHANGED'} {k}"
+              + (f" ({', '.join(what)})" if what else ""))
     return 1 if bad else 0
 
 
