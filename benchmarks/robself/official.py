@@ -12,7 +12,7 @@ network with the resampling aligner the official network file leaves commented o
 (``AlignExtractorEfficient``) in place of the deformable one and re-runs the network's
 own ``_initialize_weights``; ``official-de`` is the network as published.
 ``--check-driver`` first runs their ``model.main.RobSelf`` and this driver for a few
-steps from the same seed and stops unless the outputs are identical.
+steps from the same seed and stops unless the outputs agree to float32 rounding.
 
 If ``torchvision.ops`` cannot run here (a CPU-only torch with no matching torchvision
 build), a pure-torch ``DeformConv2d`` with torchvision's semantics and initialisation
@@ -292,7 +292,7 @@ def main() -> None:
         hr, lr = degrade(pair.target[y0:y0 + 32, x0:x0 + 32], a.scale)
         diff = check_driver(a.official, mods, lr, pair.guide[:, y0:y0 + 32, x0:x0 + 32], a.scale)
         print(f"driver check: max |model.main.RobSelf - driver| = {diff:.3g}")
-        if diff > 0:
+        if diff > 1e-5 * (1 + float(np.abs(pair.target).max())):  # float32 rounding
             raise SystemExit("the driver does not reproduce the official script")
     warm_up(runs, mods, a.scale)
     old = json.loads(a.json.read_text()) if a.json and a.json.exists() else {}
