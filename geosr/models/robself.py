@@ -1,7 +1,8 @@
 """RobSelf: self-supervised guided super-resolution that is robust to a misaligned guide.
 
-X. Dong et al., 2026 (RobSelf). No code is public; this is built from the paper's
-description (Fig. 2 and §4): extraction layers, a multi-level misalignment-aware feature
+X. Dong et al., 2026 (RobSelf). Built from the paper's description (Fig. 2 and §4), then
+compared with the authors' code (GitHub palmdong/RobSelf, MIT; never part of geosr) by
+``benchmarks/robself/official.py``: extraction layers, a multi-level misalignment-aware feature
 translator that estimates a dense guide-to-source displacement field and aligns the guide
 features by resampling (**Re**, 2 offsets per pixel) or by a deformable convolution
 (**De**, ``2 k^2`` offsets per pixel), a translation head whose output ``I_trans`` is weakly
