@@ -1,14 +1,17 @@
 """RobSelf: self-supervised guided super-resolution that is robust to a misaligned guide.
 
-X. Dong et al., 2026 (RobSelf). No code is public; this is built from the paper's
-description (Fig. 2 and §4): extraction layers, a multi-level misalignment-aware feature
+X. Dong et al., 2026 (RobSelf). Built from the paper's description (Fig. 2 and §4), then
+compared with the authors' code (GitHub palmdong/RobSelf, MIT; never part of geosr) by
+``benchmarks/robself/official.py``: extraction layers, a multi-level misalignment-aware feature
 translator that estimates a dense guide-to-source displacement field and aligns the guide
 features by resampling (**Re**, 2 offsets per pixel) or by a deformable convolution
 (**De**, ``2 k^2`` offsets per pixel), a translation head whose output ``I_trans`` is weakly
 supervised by the LR source, a content-aware reference filter, and a prediction head.
 Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1.
 
-Choices the paper leaves open (docs/methods.md#choices-the-paper-leaves-open):
+Choices the paper leaves open (docs/methods.md#choices-the-paper-leaves-open); where the
+authors' published code chose otherwise, an option gives their choice and
+docs/benchmarks/robself.md#side-by-side-with-the-authors-code measures it:
 - extraction layers: two 3x3 convs + ReLU per modality (``width`` channels); the source
   convs are dilated by the scale (``source_dilation``), so that their taps fall on the
   neighbouring LR pixels of the bilinearly upsampled source;
@@ -60,10 +63,35 @@ def _conv_relu(cin: int, cout: int, stride: int = 1, dilation: int = 1) -> nn.Se
     )
 
 
-class Translator(nn.Module):
-    """Multi-level encoder-decoder: ``[F_source, F_guide]`` -> displacement channels."""
+def _extraction(cin: int, width: int, dilation: int, kind: str) -> nn.Sequential:
+    """``plain``: two 3x3 convs + ReLU; ``residual`` (the authors' code): a 3x3 conv +
+    LeakyReLU and two residual blocks of 3x3 convs with LeakyReLU (five convs)."""
+    if kind == "plain":
+        return nn.Sequential(_conv_relu(cin, width, dilation=dilation),
+                             _conv_relu(width, width, dilation=dilation))
+    return nn.Sequential(nn.Conv2d(cin, width, 3, padding=dilation, dilation=dilation),
+                         nn.LeakyReLU(), _LeakyBlock(width, dilation), _LeakyBlock(width, dilation))
 
-    def __init__(self, width: int, levels: int, out_channels: int) -> None:
+
+class _LeakyBlock(nn.Module):
+    """conv -> LeakyReLU -> conv, plus identity (3x3, dilated like its branch)."""
+
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(x)))
+
+
+class Translator(nn.Module):
+    """Multi-level encoder-decoder: ``[F_source, F_guide]`` -> displacement channels.
+
+    ``init``: the output conv starts at zero (``zero``: exactly the identity alignment) or
+    with weights drawn from N(0, 0.001) and zero bias (``normal``, the authors' code)."""
+
+    def __init__(self, width: int, levels: int, out_channels: int, init: str = "zero") -> None:
         super().__init__()
         self.fuse = nn.Sequential(nn.Conv2d(2 * width, width, 1), nn.ReLU(inplace=True))
         self.down = nn.ModuleList(
@@ -75,7 +103,10 @@ class Translator(nn.Module):
             for _ in range(levels)
         )
         self.out = nn.Conv2d(width, out_channels, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
+        if init == "normal":
+            nn.init.normal_(self.out.weight, mean=0.0, std=0.001)
+        else:
+            nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, f_source: torch.Tensor, f_guide: torch.Tensor) -> torch.Tensor:
@@ -191,6 +222,7 @@ class RobSelfNet(nn.Module):
         levels: int = 4, m: int = 7, n: int = 5, eta: float | None = 0.7,
         shared_head: bool = True, max_disp: float = 8.0, deform_kernel: int = 3, block: int = 8,
         residual: bool = False, field_tv: float = 0.0, source_dilation: int = 1,
+        extraction: str = "plain", filter_reduction: int = 1, translator_init: str = "zero",
     ) -> None:
         super().__init__()
         self.field_tv = field_tv
@@ -203,16 +235,18 @@ class RobSelfNet(nn.Module):
         # Source extraction taps ``source_dilation`` HR px apart (the methods pass the scale:
         # on the bilinearly upsampled LR, adjacent HR pixels hold nearly the same blurred
         # value, and only taps that reach the neighbouring LR pixels see both sides of an edge).
-        d = source_dilation
-        self.extract_source = nn.Sequential(_conv_relu(1, width, dilation=d),
-                                            _conv_relu(width, width, dilation=d))
-        self.extract_guide = nn.Sequential(_conv_relu(guide_channels, width), _conv_relu(width, width))
+        self.extract_source = _extraction(1, width, source_dilation, extraction)
+        self.extract_guide = _extraction(guide_channels, width, 1, extraction)
         self.align = ResampleAlign(width) if variant == "re" else DeformAlign(width, deform_kernel)
-        self.translator = Translator(width, levels, self.align.offsets)
+        self.translator = Translator(width, levels, self.align.offsets, translator_init)
         self.trans_head = Head(width)
         self.pred_head = self.trans_head if shared_head else Head(width)
-        self.proj_source = nn.Conv2d(width, width, 1)
-        self.proj_guide = nn.Conv2d(width, width, 1)
+        # The filter's queries, keys and values: ``width // filter_reduction`` channels, and
+        # with a reduction a 1x1 conv back to ``width`` after it (the authors' code: 4).
+        inner = width // filter_reduction
+        self.proj_source = nn.Conv2d(width, inner, 1)
+        self.proj_guide = nn.Conv2d(width, inner, 1)
+        self.expand = nn.Conv2d(inner, width, 1) if filter_reduction > 1 else nn.Identity()
 
     def decayed_parameters(self) -> list[nn.Parameter]:
         return list(self.extract_guide.parameters())
@@ -234,8 +268,8 @@ class RobSelfNet(nn.Module):
         # Content-aware reference filter: weights from <source neighbour, aligned guide
         # centre>, output from source neighbours only.
         q, kv = self.proj_guide(aligned), self.proj_source(f_s)
-        filtered = reference_filter(q, kv, importance(f_s), self.m, self.n, self.eta,
-                                    self.block, self.one_pass)
+        filtered = self.expand(reference_filter(q, kv, importance(f_s), self.m, self.n,
+                                                self.eta, self.block, self.one_pass))
         i_sr = self.pred_head(filtered)
         if self.residual:  # I_sr corrects bicubic; I_trans stays a full prediction
             i_sr = i_sr + bicubic_base(lr, guide.shape[-2:])
@@ -264,6 +298,19 @@ class RobSelfOptions(LearnedOptions):
     #: dilation of the two source extraction convs, HR pixels (None: the scale, i.e. taps
     #: on the neighbouring LR pixels; 1: plain 3x3 convs on the upsampled LR)
     source_dilation: int | None = None
+    #: extraction layers: "plain" (two 3x3 convs + ReLU per modality) or "residual" (the
+    #: authors' code: a 3x3 conv and two residual blocks of 3x3 convs, LeakyReLU)
+    extraction: str = "plain"
+    #: the reference filter works on width // filter_reduction channels (the authors' code: 4)
+    filter_reduction: int = 1
+    #: the translator's output conv at the start: "zero" (the identity alignment) or
+    #: "normal" (N(0, 0.001), the authors' code)
+    translator_init: str = "zero"
+    #: one prediction head for I_trans and I_sr (None: shared except in the NIR preset)
+    shared_head: bool | None = None
+    #: Adam weight decay on the guide extraction layers (MMSR's code; the authors' RobSelf
+    #: code: 0)
+    weight_decay: float = 5e-4
     #: mean prediction of the last 20 % of the steps (0: last step); see MMSROptions
     average_tail: float = 0.2
     #: back-projection onto the LR (0: the paper's output); the default follows MMSR's,
@@ -281,6 +328,14 @@ class RobSelfOptions(LearnedOptions):
             raise ValueError(f"max_disp must be > 0, got {self.max_disp}")
         if not self.field_tv >= 0:
             raise ValueError(f"field_tv must be >= 0, got {self.field_tv}")
+        if self.extraction not in ("plain", "residual"):
+            raise ValueError(f"extraction must be plain or residual, got {self.extraction!r}")
+        if self.translator_init not in ("zero", "normal"):
+            raise ValueError(f"translator_init must be zero or normal, got {self.translator_init!r}")
+        if self.filter_reduction not in (1, 2, 4, 8):
+            raise ValueError(f"filter_reduction must be 1, 2, 4 or 8, got {self.filter_reduction}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.source_dilation is not None and not 1 <= self.source_dilation <= 32:
             raise ValueError(f"source_dilation must be in 1..32 (or unset: the scale), "
                              f"got {self.source_dilation}")
@@ -305,8 +360,11 @@ class _RobSelf(LearnedMethod):
         levels, m, n, eta = o.settings(scale)
         return RobSelfNet(
             guide_channels, scale, variant=self.variant, width=o.width, levels=levels, m=m,
-            n=n, eta=eta, shared_head=o.preset != "nir", max_disp=o.max_disp, block=o.block,
+            n=n, eta=eta, max_disp=o.max_disp, block=o.block,
+            shared_head=o.preset != "nir" if o.shared_head is None else o.shared_head,
             residual=o.residual, field_tv=o.field_tv, source_dilation=o.dilation(scale),
+            extraction=o.extraction, filter_reduction=o.filter_reduction,
+            translator_init=o.translator_init,
         )
 
     def resolved_options(self, scale: int) -> dict[str, Any]:
@@ -314,10 +372,15 @@ class _RobSelf(LearnedMethod):
         return {**super().resolved_options(scale), "levels": levels, "m": m, "n": n,
                 "eta": eta, "source_dilation": self.options.dilation(scale)}
 
+    def optim_overrides(self) -> dict:
+        return {"weight_decay": self.options.weight_decay}
+
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)
-        reach = 2 * self.options.dilation(scale)  # the two source extraction convs
+        # the source extraction convs: two, or five with the residual extraction
+        reach = (2 if self.options.extraction == "plain" else 5) * self.options.dilation(scale)
         # the misalignment bound + filter radius + source convs + guide/head convs, in LR px
+        reach += 0 if self.options.extraction == "plain" else 3  # the guide's extra convs
         return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + reach + 6) / scale)
                    + 2)
 

@@ -44,12 +44,14 @@ def _loop_option_names() -> set[str]:
 
 
 #: options that neither shape the weights nor change what they compute: the filter's block
-#: size (a speed knob) and the displacement field's smoothness penalty (a loss term)
-_NOT_NETWORK = {"block", "field_tv"}
+#: size (a speed knob), the displacement field's smoothness penalty (a loss term), RobSelf's
+#: translator initialisation and weight decay (they act before and during the fit only)
+_NOT_NETWORK = {"block", "field_tv", "translator_init", "weight_decay"}
 
 #: network options added after network files were first written, with the value that the
 #: network in an older file (one without the key) was built with
-_ADDED_OPTIONS = {"source_dilation": 1}
+_ADDED_OPTIONS = {"source_dilation": 1, "extraction": "plain", "filter_reduction": 1,
+                  "shared_head": None}
 
 
 def network_options(options: dict[str, Any]) -> dict[str, Any]:

@@ -195,3 +195,50 @@ def test_robself__fits_with_the_field_penalty(tiny_pair):
     res = get_method("robself-re", iterations=2, width=8, field_tv=0.1).fit(
         lrn, guide, scale, np.ones_like(lr, bool))
     assert np.isfinite(res.prediction).all() and len(res.losses) == 2
+
+
+def test_robself__authors_options_build_fit_and_keep_the_parameter_budget(tiny_pair):
+    """The authors' code's choices as options: five-conv residual extraction, a filter on a
+    quarter of the channels, a N(0, 0.001) translator start, no weight decay."""
+    lr, guide, scale = tiny_pair
+    opts = {"extraction": "residual", "filter_reduction": 4, "translator_init": "normal",
+            "weight_decay": 0.0}
+    m = get_method("robself-re", iterations=2, width=8, **opts)
+    net = m.build_model(guide.shape[0], scale)
+    assert len([c for c in net.extract_source.modules() if isinstance(c, torch.nn.Conv2d)]) == 5
+    assert net.proj_source.out_channels == 2 and net.expand.out_channels == 8
+    assert m.optim_config().weight_decay == 0.0
+    assert get_method("robself-re").optim_config().weight_decay == 5e-4
+    fs, fg = net.features(torch.zeros(1, 1, 8, 10), torch.zeros(1, 3, 32, 40))
+    with torch.no_grad():
+        disp = net.displacement(fs + 1, fg + 1)
+    assert 0 < float(disp.abs().max()) < 0.1  # small, not zero
+    lrn = ((lr - lr.mean()) / lr.std()).astype(np.float32)
+    res = m.fit(lrn, guide, scale, np.ones_like(lr, bool))
+    assert res.prediction.shape == (1, 32, 40) and np.isfinite(res.prediction).all()
+    full = get_method("robself-de", **opts).build_model(3, 4)
+    assert 0.6e6 < sum(p.numel() for p in full.parameters()) < 1.25e6
+
+
+def test_robself__shared_head_option_overrides_the_preset():
+    assert get_method("robself-re").build_model(3, 4).pred_head is not None
+    shared = get_method("robself-re").build_model(3, 4)
+    assert shared.pred_head is shared.trans_head
+    separate = get_method("robself-re", shared_head=False).build_model(3, 4)
+    assert separate.pred_head is not separate.trans_head
+    nir = get_method("robself-re", preset="nir", shared_head=True).build_model(3, 2)
+    assert nir.pred_head is nir.trans_head
+
+
+@pytest.mark.parametrize("bad", [{"extraction": "deep"}, {"translator_init": "ones"},
+                                 {"filter_reduction": 3}, {"weight_decay": -1.0}])
+def test_robself__bad_authors_options_are_refused(bad):
+    from geosr.errors import OptionError
+
+    with pytest.raises(OptionError, match=next(iter(bad))):
+        get_method("robself-re", **bad)
+
+
+def test_robself__residual_extraction_widens_the_halo():
+    plain = get_method("robself-re").halo(4)
+    assert get_method("robself-re", extraction="residual").halo(4) > plain

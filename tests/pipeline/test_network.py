@@ -107,6 +107,26 @@ def test_network__an_older_robself_file_is_read_with_its_plain_source_convs(scen
     np.testing.assert_array_equal(_read(scene["dir"] / "old.tif"), _read(scene["dir"] / "again.tif"))
 
 
+def test_network__an_older_robself_file_without_the_authors_options_still_loads(scene) -> None:
+    """Files written before RobSelf had the authors' code's choices as options
+    (``extraction``, ``filter_reduction``, ``shared_head``, ``translator_init``,
+    ``weight_decay``) were fitted with today's defaults of those options: they load as they
+    are."""
+    import torch
+
+    opts = {**FAST, "source_dilation": 1}
+    net = scene["dir"] / "old.pt"
+    _run(scene, "old.tif", "scene", method="robself-re", options=opts, save=net)
+    blob = torch.load(net, weights_only=True)
+    meta = json.loads(blob["meta"])
+    for key in ("extraction", "filter_reduction", "shared_head", "translator_init", "weight_decay"):
+        del meta["options"][key]
+    torch.save({**blob, "meta": json.dumps(meta)}, net)
+    again = _run(scene, "again.tif", "scene", method="robself-re", options=opts, network=net)
+    assert again["scene_fit"] == {"steps": 0, "network": str(net)}
+    np.testing.assert_array_equal(_read(scene["dir"] / "old.tif"), _read(scene["dir"] / "again.tif"))
+
+
 def test_network__loop_options_may_differ(scene, saved) -> None:
     """Iterations, seed, the learning rate or the filter's block size do not change the
     network: accepted."""
