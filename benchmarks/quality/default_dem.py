@@ -12,6 +12,8 @@ DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4
 (not georeferenced: written as GeoTIFFs on a local 1 m grid, guide bands 1-3).
 
     python benchmarks/quality/default_dem.py --scales 4 --json benchmarks/quality/results/default_dem_x4.json
+
+``--pairs NAME --update`` reruns some pairs and replaces just their rows in the JSON.
 """
 
 from __future__ import annotations
@@ -88,9 +90,13 @@ def main() -> None:
     ap.add_argument("--scales", default="4")
     ap.add_argument("--pairs", default=None, help="comma-separated pair names (default all)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--update", action="store_true",
+                    help="replace only the rows run (by pair and scale) in an existing --json")
     args = ap.parse_args()
     result: dict = {"command": "geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
                     "rows": []}
+    if args.update and args.json and args.json.exists():
+        result["rows"] = json.loads(args.json.read_text())["rows"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, (target, guide, extra) in pairs(work).items():
@@ -137,7 +143,12 @@ def main() -> None:
                                  | {"predicted": row.get("predicted_ratio"),
                                     "guard": (row["guard"] or {}).get("fired")}),
                       file=sys.stderr, flush=True)
-                result["rows"].append(row)
+                same = [i for i, r in enumerate(result["rows"])
+                        if (r["pair"], r["scale"]) == (name, s)]
+                if same:
+                    result["rows"][same[0]] = row
+                else:
+                    result["rows"].append(row)
                 if args.json:
                     args.json.write_text(json.dumps(result, indent=1) + "\n")
     rows = result["rows"]
