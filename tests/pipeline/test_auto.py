@@ -117,3 +117,18 @@ def test_the_self_check_estimate_pays_the_step_overhead(scene) -> None:
     per_step_a = a.estimate["self_check"] / a.iterations
     per_step_b = b.estimate["self_check"] / b.iterations
     assert per_step_b > per_step_a and per_step_b >= 0.15
+
+
+def test_tile_mode_shortened_when_most_of_its_steps_fit(scene) -> None:
+    cfg = run_config(scale=4, method="mmsr", guard=True)
+    plan = make_plan(scene["lr"], scene["guide"],
+                     RunConfig(scale=4, method="mmsr", method_options=cfg.options))
+    costs = auto_mode.Costs(step_seconds=0.1, infer_seconds_per_pixel=1e-6, crop=32)
+    _, full = auto_mode.choose(cfg, plan, budget=1e6, costs=costs)
+    need = auto_mode.total(full.estimate)
+    short_cfg, short = auto_mode.choose(cfg, plan, budget=0.9 * need, costs=costs)
+    assert short.mode == "tile" and 800 <= short.iterations < 1000
+    assert short_cfg.options["iterations"] == short.iterations
+    assert auto_mode.total(short.estimate) <= 0.9 * need * 1.01
+    _, scene_choice = auto_mode.choose(cfg, plan, budget=0.5 * need, costs=costs)
+    assert scene_choice.mode == "scene"
