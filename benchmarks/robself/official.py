@@ -56,6 +56,9 @@ from geosr.models import get_method
 from geosr.models.api import run_band
 from geosr.normalize import BandStats, prepare_guide
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.robself.robself_shift import parse_run  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -130,15 +133,6 @@ def check_driver(path: Path, mods: dict, lr: np.ndarray, guide: np.ndarray, scal
                                           params=params)
         ours, _ = official_fit(mods, "de", lr, guide, scale, steps, 0)
     return float(np.max(np.abs(theirs - ours)))
-
-
-def parse_run(text: str) -> tuple[str, dict]:
-    name, _, rest = text.partition(":")
-    opts = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        opts[key] = json.loads(value)
-    return name, opts
 
 
 def parse_misalign(text: str) -> dict[str, tuple[float, float]]:

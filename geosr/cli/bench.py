@@ -20,6 +20,8 @@ from geosr.cli.options import (
     options_per_method,
     overlap_opt,
     quiet_opt,
+    report_dir_opt,
+    report_note_opt,
     tile_size_opt,
     verbose_opt,
     workers_opt,
@@ -88,11 +90,8 @@ def _check_png(path: Path | None, option: str) -> None:
                  metavar="PATH.png", show_default="off",
                  help="Plot RMSE against seconds per output megapixel (log; needs "
                  'pip install "geosr[report]").'),
-    click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-                 show_default="off", help="Also write an HTML report (figures embedded) to "
-                 'DIR/index.html (needs pip install "geosr[report]").'),
-    click.option("--report-note", show_default="none", help="A highlighted line on top of "
-                 "the report, e.g. to say that the settings are reduced."),
+    report_dir_opt,
+    report_note_opt,
 )
 @cloup.option_group("Run control", verbose_opt, quiet_opt)
 def bench_cmd(data, guide, crop, limit, methods, scale, iterations, preset, device, seed,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,6 +16,8 @@ from geosr.cli.options import (
     evaluation_options,
     options_per_method,
     quiet_opt,
+    report_dir_opt,
+    report_note_opt,
     verbose_opt,
 )
 from geosr.errors import GeosrError
@@ -53,11 +54,8 @@ from geosr.models.api import check_scale
     eval_json_opt,
     click.option("--snapshots", default="", show_default="none",
                  help="Also report RMSE after these steps, e.g. 100,250,500."),
-    click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
-                 show_default="off", help="Also write a visual HTML report (figures embedded) "
-                 'to DIR/index.html (needs pip install "geosr[report]").'),
-    click.option("--report-note", show_default="none", help="A highlighted line on top of the "
-                 "report, e.g. to say that the settings are reduced."),
+    report_dir_opt,
+    report_note_opt,
 )
 @cloup.option_group("Run control", verbose_opt, quiet_opt)
 def eval_cmd(data, guide, methods, scale, iterations, preset, device, seed, method_option, sets,
