@@ -70,6 +70,18 @@ def _mpl() -> Any:
     return plt
 
 
+
+def _panel_grid(plt, n: int, shape: tuple[int, int], extra: float):
+    """Two rows of ``n`` tick-free panels shaped like an ``(h, w)`` raster."""
+    h, w = shape
+    cw = 2.3
+    fig, axes = plt.subplots(2, n, figsize=(cw * n + 0.8, 2 * cw * h / w + extra),
+                             layout="constrained", squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, axes
+
 def _png(fig: Any, dpi: int) -> bytes:
     """The figure as a PNG with an adaptive 256-colour palette (about 3x smaller)."""
     from PIL import Image
@@ -110,12 +122,7 @@ def pair_figure(
     cols = ["guide", f"LR (x{scale} avg-pooled)", *methods, "reference"]
     n = len(cols)
     h, w = hr.shape
-    cw = 2.3
-    fig, axes = plt.subplots(2, n, figsize=(cw * n + 0.8, 2 * cw * h / w + 0.9),
-                             layout="constrained", squeeze=False)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig, axes = _panel_grid(plt, n, hr.shape, 0.9)
     top = axes[0]
     top[0].imshow(_guide_rgb(arrays["guide"]), interpolation="nearest")
     im = top[1].imshow(lr, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest",
@@ -178,12 +185,7 @@ def elevation_figure(
     cols = ["guide", f"LR (x{scale} avg-pooled)", *methods, "reference"]
     n = len(cols)
     h, w = hr.shape
-    cw = 2.3
-    fig, axes = plt.subplots(2, n, figsize=(cw * n + 0.8, 2 * cw * h / w + 1.1),
-                             layout="constrained", squeeze=False)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig, axes = _panel_grid(plt, n, hr.shape, 1.1)
     top, bottom = axes
     top[0].imshow(_guide_rgb(arrays["guide"]), interpolation="nearest")
     shaded = [(lr, pixel_size * scale), *((arrays[m], pixel_size) for m in methods),
