@@ -106,7 +106,7 @@ def _runner(model: nn.Module, cfg: OptimConfig) -> nn.Module:
 
 @functools.lru_cache(maxsize=1)
 def _warn_cpu_compile() -> None:
-    # on the embedded example (2-core CPU): 40-105 s of compilation for each network fitted
+    # each fitted network is a new module to compile (seen on the embedded example, 2 cores)
     logger.warning(
         "compile=true on the CPU compiles every network it fits (about a minute or more "
         "each: the self-check's, the scene network, each tile's in tile mode), which "
