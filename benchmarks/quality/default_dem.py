@@ -5,7 +5,9 @@ average-pooled into the LR GeoTIFF, ``geosr dem-sr --lr LR --guide GUIDE --scale
 runs with no other option (auto mode, the guard on), and its output is scored with the DEM
 metrics against the target, next to ``gdalwarp -r lanczos`` / ``-r cubic`` of the same LR
 (``geosr sr --method lanczos|cubic``: bit-identical to rasterio's warp). The self-check's
-predicted ratio (on the coarser copy) is recorded next to the true one.
+predicted ratio (on the coarser copy) is recorded next to the true one, for the method's own
+output: rerun with ``--guard off`` where the guard wrote lanczos, solved back from the blend
+where it wrote one.
 
 Pairs: the Mashhad Elevation1 DSM (west part) with its Pléiades orthophoto, the IGN lidar HD
 DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4-band guide
@@ -75,6 +77,19 @@ def score(out: Path, target: Path) -> dict[str, float]:
     return dem_metrics(pred, ref, px)
 
 
+def unblend(out: Path, lanczos: Path, weight: float, path: Path) -> Path:
+    """The method's own output where the guard wrote ``w * method + (1 - w) * lanczos``:
+    solved back from the blend and the same lanczos (float32 rounding, divided by ``w``)."""
+    with rasterio.open(out) as o, rasterio.open(lanczos) as z:
+        b = o.read(1, masked=True).astype(np.float64).filled(np.nan)
+        lz = z.read(1, masked=True).astype(np.float64).filled(np.nan)
+        profile = o.profile
+    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(((b - (1.0 - weight) * lz) / weight).astype(np.float32), 1)
+    return path
+
+
 def geosr(*args: str) -> tuple[dict, float]:
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "geosr", *args, "--json", "-q"],
@@ -125,9 +140,15 @@ def main() -> None:
                 row["ratio_to_lanczos"] = row["default"]["rmse"] / lz
                 row["slope_ratio_to_lanczos"] = (row["default"]["slope_rmse_deg"]
                                                  / row["lanczos"]["slope_rmse_deg"])
-                fired = bool((row["guard"] or {}).get("fired"))
+                guard = row["guard"] or {}
+                fired = bool(guard.get("fired"))
                 method_rmse = row["default"]["rmse"]
-                if fired:  # what the method itself gives, for the self-check's table
+                if "blend_weight" in guard:  # the method's own output, for the self-check's table
+                    row["unguarded"] = score(unblend(
+                        out, work / f"{name}_lanczos_x{s}.tif", guard["blend_weight"],
+                        work / f"{name}_unguarded_x{s}.tif"), target)
+                    method_rmse = row["unguarded"]["rmse"]
+                elif fired:  # what the method itself gives, for the self-check's table
                     out2 = work / f"{name}_unguarded_x{s}.tif"
                     geosr("dem-sr", "--lr", str(lr), "--guide", str(guide), "--scale", str(s),
                           "-o", str(out2), "--overwrite", "--guard", "off", *extra)
@@ -137,11 +158,14 @@ def main() -> None:
                 sc = row["self_check"]
                 if sc:
                     row["predicted_ratio"] = sc["ratio_to_lanczos"]
+                    row["predicted_blend_ratio"] = sc.get("blend_ratio_to_lanczos")
+                    row["blend_weight"] = sc.get("blend_weight")
                     row["prediction_agrees"] = (sc["ratio_to_lanczos"] < 1) == (method_rmse < lz)
                 print(json.dumps({k: row[k] for k in ("pair", "scale", "ratio_to_lanczos",
                                                       "wall_seconds")}
                                  | {"predicted": row.get("predicted_ratio"),
-                                    "guard": (row["guard"] or {}).get("fired")}),
+                                    "method": row["method_ratio_to_lanczos"],
+                                    "guard": guard.get("wrote")}),
                       file=sys.stderr, flush=True)
                 same = [i for i, r in enumerate(result["rows"])
                         if (r["pair"], r["scale"]) == (name, s)]

@@ -53,6 +53,9 @@ class Plan:
     torch_threads: int | None = None
     #: tile (a network per tile), scene or hybrid (geosr.pipeline.scene)
     scene: SceneConfig = SceneConfig()
+    #: the method's weight ``w`` where the output is ``w * method + (1 - w) * lanczos``
+    #: (the guard's blend, :mod:`geosr.pipeline.selfcheck`); None: the method alone
+    blend: float | None = None
     #: weights of the scene network (scene/hybrid modes, after geosr.pipeline.scene.fit_scene)
     scene_state: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
     #: every option as the method runs at this scale (defaults filled in, preset- and
@@ -117,6 +120,8 @@ class Plan:
                 "overhead": round(predicted / max(out_px, 1), 3),
             },
         }
+        if self.blend is not None:
+            d["blend"] = {"method": self.blend, "lanczos": round(1.0 - self.blend, 6)}
         if self.lr_stats is not None and self.guide_stats is not None:
             d["stats"] = {
                 "lr": dataclasses.asdict(self.lr_stats),

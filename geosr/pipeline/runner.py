@@ -184,8 +184,10 @@ def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig,
 def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
             progress: FitProgress | None = None,
             ) -> tuple[Plan, SelfCheck | None, dict[str, Any] | None]:
-    """The self-check of the plan's method, and the plan to run: the plan itself, or, where
-    the self-check says the method would not beat lanczos, a lanczos plan (the guard)."""
+    """The self-check of the plan's method, and the plan to run (the guard): the plan
+    itself where the method alone does best on the coarser copy, a lanczos plan where no
+    blend of it with lanczos beats lanczos there, and the plan with the best blend's weight
+    (:attr:`Plan.blend`) otherwise."""
     if not config.guard or is_resampler(plan.method):
         return plan, None, None
     check = self_check(plan, config, functools.partial(run_coarse, progress=progress),
@@ -193,14 +195,24 @@ def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
     if check is None:
         return plan, None, {"fired": False, "reason": "the LR is too small for a coarser copy"}
     logger.info("%s", check.line())
-    if check.beats_lanczos:
+    writes = check.writes
+    if writes == "method":
         return plan, check, {"fired": False, "wrote": plan.method}
+    keep = f"(--guard off keeps {plan.method} alone)"
+    if writes == "blend":
+        w = check.blend_weight
+        reason = (f"{plan.method} {check.ratio:.2f}× lanczos at the coarser scale, "
+                  f"{w:.2f} {plan.method} + {1 - w:.2f} lanczos {check.blend_ratio:.2f}×: "
+                  f"wrote that blend {keep}")
+        return dataclasses.replace(plan, blend=w), check, {
+            "fired": True, "wrote": f"{plan.method}+lanczos", "method": plan.method,
+            "blend_weight": w, "reason": reason}
     lz = dataclasses.replace(config, method="lanczos", method_options=(),
                              scene=SceneConfig(), save_network=None, guard=False)
     fallback = dataclasses.replace(make_plan(lr, guide, lz), lr_stats=plan.lr_stats,
                                    guide_stats=plan.guide_stats)
     reason = (f"{plan.method} {check.ratio:.2f}× lanczos at the coarser scale: wrote lanczos "
-              f"instead (--guard off keeps {plan.method})")
+              f"instead {keep}")
     return fallback, check, {"fired": True, "wrote": "lanczos", "method": plan.method,
                              "reason": reason}
 
@@ -214,6 +226,9 @@ def check_tags(check: SelfCheck | None, guard: dict[str, Any] | None) -> dict[st
             {k: v for k, v in check.to_dict().items() if k != "seconds"}, sort_keys=True)
     if guard is not None:
         tags["GEOSR_GUARD"] = guard.get("reason") or f"kept {guard.get('wrote')}"
+        if "blend_weight" in guard:  # the output's weights, per method
+            w = guard["blend_weight"]
+            tags["GEOSR_BLEND"] = json.dumps({guard["method"]: w, "lanczos": round(1 - w, 6)})
     return tags
 
 

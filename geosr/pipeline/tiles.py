@@ -99,6 +99,10 @@ def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
         valid = np.isfinite(lr)
         x = np.where(valid, lr, 0.0).astype(np.float32)
         hr = predict_normalised(plan, x, guide, valid).astype(np.float32, copy=True)
+    if plan.blend is not None:  # the guard's blend with lanczos of the same tile
+        x = np.where(np.isfinite(lr), lr, 0.0).astype(np.float32)
+        lz = get_method("lanczos")(x, guide, s, mask=np.isfinite(lr))
+        hr = (plan.blend * hr + (1.0 - plan.blend) * lz).astype(np.float32)
     hr_valid = np.repeat(np.repeat(valid, s, axis=1), s, axis=2)
     hr[~hr_valid] = np.nan
     crop = ext.scaled(s).slices(origin=(ctx.row0 * s, ctx.col0 * s))

@@ -102,3 +102,58 @@ def test_self_check_line_and_ratio() -> None:
     assert p[0, 0] == np.float32(np.mean([1, 4, 5])) and p[1, 1] == np.float32(12.5)
 
 
+
+
+def test_blend_weight_is_the_least_squares_weight_rounded_and_clipped() -> None:
+    from geosr.pipeline.selfcheck import blend_weight
+
+    truth = np.zeros((8, 8), np.float32)
+    one = np.ones_like(truth)
+    assert blend_weight(one, -one, truth) == 0.5  # errors +1 and -1: halfway
+    assert blend_weight(2 * one, -one, truth) == 0.35  # 1/3, to the nearest 0.05
+    assert blend_weight(one, truth, truth) == 0.0  # lanczos is exact
+    assert blend_weight(truth, one, truth) == 1.0  # the method is exact
+    assert blend_weight(3 * one, 2 * one, truth) == 0.0  # clipped: below 0 would be best
+    nan_truth = truth.copy()
+    nan_truth[0] = np.nan  # NaN anywhere is left out
+    assert blend_weight(one, -one, nan_truth) == 0.5
+
+
+def test_what_the_guard_writes_follows_the_blend() -> None:
+    from geosr.pipeline.selfcheck import SelfCheck
+
+    def check(rmse: float, w: float, b_rmse: float) -> SelfCheck:
+        return SelfCheck("mmsr", rmse, 1.0, 100, (0, 0, 8, 8), 1.0, w, b_rmse)
+
+    assert check(0.8, 1.0, 0.8).writes == "method"
+    assert check(0.8, 0.7, 0.75).writes == "blend"
+    assert check(1.2, 0.4, 0.95).writes == "blend"  # worse alone, better blended
+    assert check(1.2, 0.0, 1.0).writes == "lanczos"
+    assert check(1.6, 0.05, 0.995).writes == "lanczos"  # a sliver within the margin
+    assert check(0.99, 0.95, 0.985).writes == "method"  # a blend within the margin
+    assert "0.70 of it blended with lanczos 0.75×" in check(0.8, 0.7, 0.75).line()
+    assert check(0.8, 0.7, 0.75).to_dict()["blend_ratio_to_lanczos"] == 0.75
+
+
+def test_guard_writes_the_blend_the_self_check_chose(tmp_path, monkeypatch) -> None:
+    """The output is w * method + (1 - w) * lanczos, tile by tile, and says so."""
+    import geosr.pipeline.runner as runner
+    from geosr.pipeline.selfcheck import SelfCheck
+
+    lr, guide = _scene(tmp_path, lambda hr, e, rng: np.stack([e, e, 0.05 * hr]))
+    monkeypatch.setattr(runner, "self_check", lambda *a, **k: SelfCheck(
+        "guided-filter", 1.1, 1.0, 100, (0, 0, 8, 8), 1.0, 0.3, 0.9))
+    tiling = TilingConfig(tile_size=24)
+    s = run(lr, guide, tmp_path / "out.tif",
+            RunConfig(scale=4, method="guided-filter", guard=True, tiling=tiling))
+    assert s["guard"]["fired"] and s["guard"]["blend_weight"] == 0.3
+    assert s["guard"]["wrote"] == "guided-filter+lanczos"
+    run(lr, guide, tmp_path / "gf.tif", RunConfig(scale=4, method="guided-filter",
+                                                   tiling=tiling))
+    run(lr, guide, tmp_path / "lz.tif", RunConfig(scale=4, method="lanczos", tiling=tiling))
+    want = 0.3 * _read(tmp_path / "gf.tif") + 0.7 * _read(tmp_path / "lz.tif")
+    np.testing.assert_allclose(_read(tmp_path / "out.tif"), want, rtol=0, atol=1e-3)
+    with rasterio.open(tmp_path / "out.tif") as src:
+        tags = src.tags()
+    assert json.loads(tags["GEOSR_BLEND"]) == {"guided-filter": 0.3, "lanczos": 0.7}
+    assert "wrote that blend" in tags["GEOSR_GUARD"]
