@@ -64,6 +64,7 @@ from geosr.raster.io import (
     check_output_path,
     check_written,
     disk_full,
+    raster_info,
     remove_stale_temps,
     temp_path,
     to_cog,
@@ -144,10 +145,12 @@ def prepare(lr: str, guide: str, out_path: str | os.PathLike[str], config: RunCo
     if config.save_network is not None:
         check_output_path(config.save_network, overwrite=config.output.overwrite,
                           inputs=(lr, guide))
-    config, choice = resolve_auto(lr, guide, config)
+    # each input's metadata is read once (a URL is one request), for auto mode and the plan
+    lr_info, guide_info = raster_info(lr, "LR"), raster_info(guide, "guide")
+    config, choice = resolve_auto(lr_info, guide_info, config)
     if choice is not None:
         logger.info("auto: %s", choice.reason)
-    plan = make_plan(lr, guide, config)
+    plan = make_plan(lr_info, guide_info, config)
     warn_partial_cover(plan)
     init = None
     if plan.scene.network is not None:
@@ -181,8 +184,7 @@ def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig,
         return src.read(1, masked=True).astype(np.float32).filled(np.nan)
 
 
-def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
-            progress: FitProgress | None = None,
+def guarded(plan: Plan, config: RunConfig, out: Path, progress: FitProgress | None = None,
             ) -> tuple[Plan, SelfCheck | None, dict[str, Any] | None]:
     """The self-check of the plan's method, and the plan to run (the guard): the plan
     itself where the method alone does best on the coarser copy, a lanczos plan where no
@@ -209,7 +211,7 @@ def guarded(plan: Plan, config: RunConfig, out: Path, lr: str, guide: str,
             "blend_weight": w, "reason": reason}
     lz = dataclasses.replace(config, method="lanczos", method_options=(),
                              scene=SceneConfig(), save_network=None, guard=False)
-    fallback = dataclasses.replace(make_plan(lr, guide, lz), lr_stats=plan.lr_stats,
+    fallback = dataclasses.replace(make_plan(plan.lr, plan.guide, lz), lr_stats=plan.lr_stats,
                                    guide_stats=plan.guide_stats)
     reason = (f"{plan.method} {check.ratio:.2f}× lanczos at the coarser scale: wrote lanczos "
               f"instead {keep}")
@@ -380,7 +382,7 @@ def _run_locked(
     with clock.stage("stats"):
         plan = compute_stats(plan)
     with clock.stage("self-check"):
-        plan, check, guard = guarded(plan, config, out, lr, guide, check_progress)
+        plan, check, guard = guarded(plan, config, out, check_progress)
     if guard is not None and guard.get("fired"):
         logger.info("guard: %s", guard["reason"])
 
