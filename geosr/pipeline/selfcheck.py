@@ -8,7 +8,8 @@ GDAL's lanczos of the same coarse copy the same way. Its ratio (method RMSE / la
 predicts whether the method beats lanczos at the real scale. The same two outputs give the
 weight of the blend ``w * method + (1 - w) * lanczos`` with the lowest RMSE on the coarse
 copy (:func:`blend_weight`). The guard (:func:`geosr.pipeline.runner.guarded`) writes the
-method where that weight is 1, lanczos where no blend beats lanczos, the blend otherwise.
+blend where it beats both the method and lanczos there by :data:`BLEND_MARGIN`, otherwise
+the method where it beats lanczos, lanczos where it does not.
 
 The coarse copy has the LR's size divided by ``scale**2``; where the LR is larger than
 :data:`MAX_LR_PIXELS`, a seeded window of that many LR pixels is checked instead.
@@ -38,8 +39,9 @@ MAX_LR_PIXELS = 512 * 512
 
 #: blend weights are rounded to this step (a weight within half a step of 1 keeps the method)
 BLEND_STEP = 0.05
-#: a blend is written only where it beats lanczos by this fraction on the coarse copy: a
-#: method that adds a sliver (a noise guide gets weight 0.05 and 0.5 % less RMSE) is left out
+#: a blend is written only where its RMSE on the coarse copy is this fraction below both
+#: the method's and lanczos's: a sliver of a method (a noise guide gets weight 0.05 and
+#: 0.5 % less than lanczos), or of lanczos, is not worth the change
 BLEND_MARGIN = 0.02
 
 
@@ -77,7 +79,8 @@ class SelfCheck:
     @property
     def writes(self) -> str:
         """What the guard writes: ``"method"``, ``"blend"`` or ``"lanczos"``."""
-        if 0.0 < self.blend_weight < 1.0 and self.blend_ratio < 1.0 - BLEND_MARGIN:
+        best_alone = min(self.ratio, 1.0)
+        if 0.0 < self.blend_weight < 1.0 and self.blend_ratio < best_alone * (1 - BLEND_MARGIN):
             return "blend"
         return "method" if self.ratio < 1.0 else "lanczos"
 

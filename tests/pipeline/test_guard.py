@@ -131,6 +131,7 @@ def test_what_the_guard_writes_follows_the_blend() -> None:
     assert check(1.2, 0.0, 1.0).writes == "lanczos"
     assert check(1.6, 0.05, 0.995).writes == "lanczos"  # a sliver within the margin
     assert check(0.99, 0.95, 0.985).writes == "method"  # a blend within the margin
+    assert check(0.74, 0.85, 0.736).writes == "method"  # no better than the method
     assert "0.70 of it blended with lanczos 0.75×" in check(0.8, 0.7, 0.75).line()
     assert check(0.8, 0.7, 0.75).to_dict()["blend_ratio_to_lanczos"] == 0.75
 
