@@ -353,9 +353,10 @@ stac_opt = click.option(
 guard_opt = click.option(
     "--guard", type=click.Choice(["on", "off"]), default="on", show_default=True,
     help="First run the method on the input's own coarser copy (the LR pooled by the scale, "
-    "the LR as the answer) and compare it with GDAL's lanczos there; where it would not beat "
-    "lanczos, write lanczos instead and say so. Resamplers skip it. off: keep the method's "
-    "output whatever the self-check says.",
+    "the LR as the answer) and compare it with GDAL's lanczos there; then write what did best "
+    "there: the method, lanczos, or the blend w*method + (1-w)*lanczos with the least error "
+    "(only where it beats both by 2%), and say so. Resamplers skip it. off: keep the "
+    "method's output whatever the self-check says.",
 )
 keep_tiles_opt = click.option(
     "--keep-tiles", is_flag=True,

@@ -186,10 +186,9 @@ def run_coarse(lr: Path, guide: str, out: Path, config: RunConfig,
 
 def guarded(plan: Plan, config: RunConfig, out: Path, progress: FitProgress | None = None,
             ) -> tuple[Plan, SelfCheck | None, dict[str, Any] | None]:
-    """The self-check of the plan's method, and the plan to run (the guard): the plan
-    itself where the method alone does best on the coarser copy, a lanczos plan where no
-    blend of it with lanczos beats lanczos there, and the plan with the best blend's weight
-    (:attr:`Plan.blend`) otherwise."""
+    """The self-check of the plan's method, and the plan to run (the guard), as
+    :attr:`SelfCheck.writes` says: the plan with the best blend's weight (:attr:`Plan.blend`),
+    the plan itself, or a lanczos plan."""
     if not config.guard or is_resampler(plan.method):
         return plan, None, None
     check = self_check(plan, config, functools.partial(run_coarse, progress=progress),
