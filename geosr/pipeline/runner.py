@@ -214,6 +214,9 @@ def guarded(plan: Plan, config: RunConfig, out: Path, progress: FitProgress | No
                                    guide_stats=plan.guide_stats)
     reason = (f"{plan.method} {check.ratio:.2f}× lanczos at the coarser scale: wrote lanczos "
               f"instead {keep}")
+    if config.save_network is not None:  # lanczos fits nothing: say the file is not written
+        reason += (f"; no network was fitted, so {config.save_network!r} was not written "
+                   "(--guard off fits and saves it)")
     return fallback, check, {"fired": True, "wrote": "lanczos", "method": plan.method,
                              "reason": reason}
 

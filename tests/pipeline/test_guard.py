@@ -158,3 +158,21 @@ def test_guard_writes_the_blend_the_self_check_chose(tmp_path, monkeypatch) -> N
         tags = src.tags()
     assert json.loads(tags["GEOSR_BLEND"]) == {"guided-filter": 0.3, "lanczos": 0.7}
     assert "wrote that blend" in tags["GEOSR_GUARD"]
+
+
+def test_guard_writing_lanczos_says_the_network_file_was_not_written(tmp_path,
+                                                                     monkeypatch) -> None:
+    import geosr.pipeline.runner as runner
+    from geosr.pipeline.config import SceneConfig
+    from geosr.pipeline.selfcheck import SelfCheck
+
+    lr, guide = _scene(tmp_path, lambda hr, e, rng: np.stack([e, e, 0.05 * hr]))
+    monkeypatch.setattr(runner, "self_check", lambda *a, **k: SelfCheck(
+        "mmsr", 1.3, 1.0, 100, (0, 0, 8, 8), 1.0, 0.0, 1.0))
+    net = tmp_path / "net.pt"
+    s = run(lr, guide, tmp_path / "out.tif",
+            RunConfig(scale=4, method="mmsr", guard=True, save_network=net,
+                      method_options={"iterations": 2, "width": 8, "device": "cpu"},
+                      scene=SceneConfig(mode="scene", iterations=2)))
+    assert s["guard"]["wrote"] == "lanczos" and not net.exists()
+    assert f"{str(net)!r} was not written" in s["guard"]["reason"]
