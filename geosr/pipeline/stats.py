@@ -93,6 +93,12 @@ class FillCount:
         for raw, value in self.values.items():
             self.counts[raw] += int(np.count_nonzero(x == np.float32(value)))
 
+    def add(self, counts: dict[float, int], pixels: int) -> None:
+        """Fold in the :attr:`counts` and :attr:`pixels` of a count made elsewhere."""
+        self.pixels += pixels
+        for raw, n in counts.items():
+            self.counts[raw] = self.counts.get(raw, 0) + n
+
     def warn(self, total_pixels: int) -> None:
         """Warn about each fill value found (counts scaled up from decimated reads)."""
         for raw, n in self.counts.items():

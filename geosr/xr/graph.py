@@ -17,7 +17,7 @@ from geosr.models.device import torch_threads
 from geosr.pipeline.config import is_deterministic
 from geosr.pipeline.mosaic import mosaic_block
 from geosr.pipeline.scene import network_for_scene
-from geosr.pipeline.stats import Moments, stats_reads, with_stats
+from geosr.pipeline.stats import FillCount, Moments, stats_reads, with_stats
 from geosr.pipeline.tiles import LEARNED_LOCK, predict_tile
 from geosr.raster.grid import (
     OutputGrid,
@@ -143,12 +143,16 @@ class _WholeSource:
         yield read
 
 
-def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None) -> list[Any]:
-
+def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None,
+                ) -> tuple[list[Any], dict[float, int], int]:
+    """One LR statistics read: its moments, and its count of common fill values."""
     win, shape = stats_reads(plan).lr[i]
     src = ArraySource(lr=inputs.lr_piece(win), lr_origin=(win.row0, win.col0),
                       lr_nodata=nodata)
-    return Moments.partial(src.read_lr(plan, win, out_shape=shape))
+    x = src.read_lr(plan, win, out_shape=shape)
+    fills = FillCount(plan)
+    fills.update(x)
+    return Moments.partial(x), fills.counts, fills.pixels
 
 
 def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
@@ -167,8 +171,12 @@ def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
 def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]) -> Any:
 
     lr_m, g_m = Moments(1), Moments(len(plan.guide_bands))
-    for p in lr_parts:
+    fills = FillCount(plan)
+    for p, counts, pixels in lr_parts:
         lr_m.add(p)
+        fills.add(counts, pixels)
+    # as compute_stats warns for files: fill values in an LR without a nodata value
+    fills.warn(plan.grid.lr_window.height * plan.grid.lr_window.width)
     for p in guide_parts:
         g_m.add(p)
     return with_stats(plan, lr_m, g_m)

@@ -339,3 +339,17 @@ def test_super_resolve_xr__errors(scene: dict[str, Any]) -> None:
         with pytest.raises(exc, match=msg) as info:
             geosr.super_resolve_xr(lr_in, g_in, scale, **{"method": "bicubic", **kw})
         assert isinstance(info.value, GeosrError)
+
+
+def test_super_resolve_xr__untagged_fill_value_warns(scene: dict[str, Any],
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """As for files: an LR without a nodata value holding -9999 is warned about."""
+    import logging
+
+    lr = np.nan_to_num(scene["lr_array"], nan=-9999.0)  # 24 fill pixels, no nodata tag
+    path = write_raster(scene["dir"] / "untagged.tif", lr, scene["lr_transform"])
+    with caplog.at_level(logging.WARNING, logger="geosr"):
+        geosr.super_resolve_xr(open_da(path, chunks=True), open_da(scene["guide"]), 4,
+                               method="bicubic").compute()
+    assert ("LR has 24 pixels equal to -9999 and no nodata value; if they are fill, pass "
+            "--nodata -9999") in caplog.text
