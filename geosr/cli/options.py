@@ -441,7 +441,7 @@ def batch_options(f: F) -> F:
     })(f)
 
 
-#: ``--json`` of ``geosr eval`` and ``geosr bench``: a file, or stdout without a value
+#: ``--report DIR`` and ``--report-note`` of ``geosr eval`` and ``geosr bench``
 report_dir_opt = click.option(
     "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path),
     show_default="off", help="Also write an HTML report (figures embedded) to "
@@ -449,6 +449,7 @@ report_dir_opt = click.option(
 report_note_opt = click.option(
     "--report-note", show_default="none", help="A highlighted line on top of the report, "
     "e.g. to say that the settings are reduced.")
+#: ``--json`` of ``geosr eval`` and ``geosr bench``: a file, or stdout without a value
 eval_json_opt = click.option(
     "--json", "json_path", is_flag=False, flag_value="-", default=None, metavar="[PATH]",
     type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), show_default="off",

@@ -70,7 +70,6 @@ def _mpl() -> Any:
     return plt
 
 
-
 def _panel_grid(plt, n: int, shape: tuple[int, int], extra: float):
     """Two rows of ``n`` tick-free panels shaped like an ``(h, w)`` raster."""
     h, w = shape
@@ -81,6 +80,7 @@ def _panel_grid(plt, n: int, shape: tuple[int, int], extra: float):
         ax.set_xticks([])
         ax.set_yticks([])
     return fig, axes
+
 
 def _png(fig: Any, dpi: int) -> bytes:
     """The figure as a PNG with an adaptive 256-colour palette (about 3x smaller)."""

@@ -399,14 +399,21 @@ class _FusedLocalAttention(torch.autograd.Function):
 
 
 class ResBlock(nn.Module):
-    """conv -> ReLU -> conv, plus identity (MMSR's block: no scaling, no final ReLU)."""
+    """conv -> ReLU -> conv, plus identity (MMSR's block: no scaling, no final ReLU).
 
-    def __init__(self, channels: int, kernel: int) -> None:
+    ``dilation`` spaces the taps; ``leaky`` takes LeakyReLU (RobSelf's authors' extraction
+    blocks) instead of ReLU."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int = 1, leaky: bool = False,
+                 ) -> None:
         super().__init__()
-        pad = kernel // 2
-        self.conv1 = nn.Conv2d(channels, channels, kernel, padding=pad)
-        self.conv2 = nn.Conv2d(channels, channels, kernel, padding=pad)
+        pad = dilation * (kernel // 2)
+        self.conv1 = nn.Conv2d(channels, channels, kernel, padding=pad, dilation=dilation)
+        self.conv2 = nn.Conv2d(channels, channels, kernel, padding=pad, dilation=dilation)
+        self.leaky = leaky
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.leaky:
+            return x + self.conv2(F.leaky_relu(self.conv1(x)))
         # In place: the ReLU output is all the backward pass needs (saves one map per block).
         return x + self.conv2(F.relu(self.conv1(x), inplace=True))

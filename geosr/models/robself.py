@@ -70,19 +70,8 @@ def _extraction(cin: int, width: int, dilation: int, kind: str) -> nn.Sequential
         return nn.Sequential(_conv_relu(cin, width, dilation=dilation),
                              _conv_relu(width, width, dilation=dilation))
     return nn.Sequential(nn.Conv2d(cin, width, 3, padding=dilation, dilation=dilation),
-                         nn.LeakyReLU(), _LeakyBlock(width, dilation), _LeakyBlock(width, dilation))
-
-
-class _LeakyBlock(nn.Module):
-    """conv -> LeakyReLU -> conv, plus identity (3x3, dilated like its branch)."""
-
-    def __init__(self, width: int, dilation: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(x)))
+                         nn.LeakyReLU(), *(ResBlock(width, 3, dilation, leaky=True)
+                                           for _ in range(2)))
 
 
 class Translator(nn.Module):
@@ -372,15 +361,16 @@ class _RobSelf(LearnedMethod):
         return {**super().resolved_options(scale), "levels": levels, "m": m, "n": n,
                 "eta": eta, "source_dilation": self.options.dilation(scale)}
 
-    def optim_overrides(self) -> dict:
+    def optim_overrides(self) -> dict[str, Any]:
         return {"weight_decay": self.options.weight_decay}
 
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)
-        # the source extraction convs: two, or five with the residual extraction
-        reach = (2 if self.options.extraction == "plain" else 5) * self.options.dilation(scale)
+        # the extraction convs: two per branch, or five with the residual extraction; the
+        # source's are dilated, the guide's extra ones reach one HR px each
+        convs = 2 if self.options.extraction == "plain" else 5
+        reach = convs * self.options.dilation(scale) + convs - 2
         # the misalignment bound + filter radius + source convs + guide/head convs, in LR px
-        reach += 0 if self.options.extraction == "plain" else 3  # the guide's extra convs
         return max(4, math.ceil((self.options.max_disp + max(m, n) // 2 + reach + 6) / scale)
                    + 2)
 

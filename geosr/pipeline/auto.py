@@ -41,7 +41,8 @@ DEFAULT_BUDGET = {"cpu": 300.0, "cuda": 600.0}
 SCENE_CROP = 32
 MIN_STEPS, MAX_STEPS = 100, 1000
 #: tile mode with fewer steps where at least this fraction of them fits the budget: on the
-#: IGN lidar DSM (buildings) 1000-step tile fits gave 0.950x lanczos, a scene network 0.999x
+#: IGN lidar DSM (buildings) 774-step tile fits gave 0.965x lanczos, a 1000-step scene
+#: network 0.999x (docs/benchmarks/quality.md#the-default-command-on-real-elevation-data)
 TILE_FRACTION = 0.7
 #: seconds per output pixel of statistics, mosaic and COG (measured on the example scenes)
 IO_SECONDS_PER_PIXEL = 2e-6

@@ -80,6 +80,12 @@ def _predict_mirrored(method: Any, state: bytes, x: np.ndarray, guide: np.ndarra
     return np.ascontiguousarray(pred[:, q:-q, q:-q])
 
 
+def _raw(lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A resampler's input: the LR's own values (0 where nodata), and its valid mask."""
+    valid = np.isfinite(lr)
+    return np.where(valid, lr, 0.0).astype(np.float32), valid
+
+
 def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
     """HR prediction over ``tile.extent`` (NaN where the LR is nodata), None if no valid pixel."""
     if plan.lr_stats is None or plan.guide_stats is None:
@@ -96,12 +102,11 @@ def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
         gn = prepare_guide(guide, plan.guide_stats)
         hr = plan.lr_stats.invert(predict_normalised(plan, x, gn, valid))
     else:  # a resampler works on the LR's own values
-        valid = np.isfinite(lr)
-        x = np.where(valid, lr, 0.0).astype(np.float32)
+        x, valid = _raw(lr)
         hr = predict_normalised(plan, x, guide, valid).astype(np.float32, copy=True)
     if plan.blend is not None:  # the guard's blend with lanczos of the same tile
-        x = np.where(np.isfinite(lr), lr, 0.0).astype(np.float32)
-        lz = get_method("lanczos")(x, guide, s, mask=np.isfinite(lr))
+        raw, raw_valid = _raw(lr)
+        lz = get_method("lanczos")(raw, guide, s, mask=raw_valid)
         hr = (plan.blend * hr + (1.0 - plan.blend) * lz).astype(np.float32)
     hr_valid = np.repeat(np.repeat(valid, s, axis=1), s, axis=2)
     hr[~hr_valid] = np.nan
