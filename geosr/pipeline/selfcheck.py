@@ -40,8 +40,8 @@ MAX_LR_PIXELS = 512 * 512
 #: blend weights are rounded to this step (a weight within half a step of 1 keeps the method)
 BLEND_STEP = 0.05
 #: a blend is written only where its RMSE on the coarse copy is this fraction below both
-#: the method's and lanczos's: a sliver of a method (a noise guide gets weight 0.05 and
-#: 0.5 % less than lanczos), or of lanczos, is not worth the change
+#: the method's and lanczos's: a sliver of a method (e.g. the small weight a pure-noise guide
+#: can earn), or of lanczos, is within the self-check's error and not worth the change
 BLEND_MARGIN = 0.02
 
 
