@@ -25,3 +25,17 @@ def test_unblend_recovers_the_method_from_the_blend_and_lanczos(tmp_path) -> Non
         got = src.read(1)
         assert src.transform == T
     np.testing.assert_allclose(got, method, rtol=0, atol=1e-3)  # float32 / 0.35
+
+
+def test_value_step_finds_the_rounding_of_float32_heights() -> None:
+    from benchmarks.quality.reference_floor import above_floor, value_step
+
+    rng = np.random.default_rng(1)
+    heights = 1338 + rng.uniform(0, 40, 5000)
+    # stored as float32, as the DSMs are: 0.1 m steps show as gaps of 0.0999756
+    assert value_step(np.round(heights, 1).astype(np.float32)) == 0.1
+    assert value_step(np.round(heights / 0.01) * 0.01) == 0.01
+    assert value_step(heights.astype(np.float32)) is None  # never rounded
+    assert value_step(np.full(10, 5.0)) is None
+    assert abs(above_floor(0.05, 0.03) - 0.04) < 1e-12
+    assert above_floor(0.02, 0.03) == 0.0
