@@ -7,7 +7,7 @@ translator that estimates a dense guide-to-source displacement field and aligns 
 features by resampling (**Re**, 2 offsets per pixel) or by a deformable convolution
 (**De**, ``2 k^2`` offsets per pixel), a translation head whose output ``I_trans`` is weakly
 supervised by the LR source, a content-aware reference filter, and a prediction head.
-Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1.
+Loss: ``|down(I_sr) - LR|_1 + lambda |down(I_trans) - LR|_1`` with lambda = 1 (``trans_weight``).
 
 Choices the paper leaves open (docs/methods.md#choices-the-paper-leaves-open); where the
 authors' published code chose otherwise, an option gives their choice and
@@ -302,6 +302,8 @@ class RobSelfOptions(LearnedOptions):
     weight_decay: float = 5e-4
     #: mean prediction of the last 20 % of the steps (0: last step); see MMSROptions
     average_tail: float = 0.2
+    #: weight of I_trans's cycle loss next to I_sr's (the paper's lambda: 1)
+    trans_weight: float = 1.0
     #: back-projection onto the LR (0: the paper's output); the default follows MMSR's,
     #: where it was measured, so that the two compare like with like
     back_project: int = 10
@@ -323,6 +325,8 @@ class RobSelfOptions(LearnedOptions):
             raise ValueError(f"translator_init must be zero or normal, got {self.translator_init!r}")
         if self.filter_reduction not in (1, 2, 4, 8):
             raise ValueError(f"filter_reduction must be 1, 2, 4 or 8, got {self.filter_reduction}")
+        if not self.trans_weight >= 0:
+            raise ValueError(f"trans_weight must be >= 0, got {self.trans_weight}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if self.source_dilation is not None and not 1 <= self.source_dilation <= 32:
@@ -362,7 +366,7 @@ class _RobSelf(LearnedMethod):
                 "eta": eta, "source_dilation": self.options.dilation(scale)}
 
     def optim_overrides(self) -> dict[str, Any]:
-        return {"weight_decay": self.options.weight_decay}
+        return {"weight_decay": self.options.weight_decay, "aux_weight": self.options.trans_weight}
 
     def halo(self, scale: int) -> int:
         levels, m, n, _ = self.options.settings(scale)

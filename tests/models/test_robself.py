@@ -231,7 +231,8 @@ def test_robself__shared_head_option_overrides_the_preset():
 
 
 @pytest.mark.parametrize("bad", [{"extraction": "deep"}, {"translator_init": "ones"},
-                                 {"filter_reduction": 3}, {"weight_decay": -1.0}])
+                                 {"filter_reduction": 3}, {"weight_decay": -1.0},
+                                 {"trans_weight": -0.5}])
 def test_robself__bad_authors_options_are_refused(bad):
     from geosr.errors import OptionError
 
@@ -242,3 +243,28 @@ def test_robself__bad_authors_options_are_refused(bad):
 def test_robself__residual_extraction_widens_the_halo():
     plain = get_method("robself-re").halo(4)
     assert get_method("robself-re", extraction="residual").halo(4) > plain
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_robself__trans_weight_scales_the_translation_heads_loss(tiny_pair, weight):
+    """``trans_weight`` is the loss's lambda: at 0 a separate translation head gets no
+    gradient and ends as it started; at the paper's 1 it is fitted."""
+    from geosr.models.learned import load_state
+    from geosr.models.optimize import seeded
+
+    lr, guide, scale = tiny_pair
+    lrn = ((lr - lr.mean()) / lr.std()).astype(np.float32)
+    m = get_method("robself-re", iterations=3, width=8, seed=0, shared_head=False,
+                   trans_weight=weight)
+    assert m.optim_config().aux_weight == weight
+    with seeded(0):
+        start = m.build_model(guide.shape[0], scale).state_dict()
+    state, _ = m.fit_scene(lambda step: (lrn, guide, np.ones_like(lr, bool)), guide.shape[0],
+                           scale)
+    fitted = load_state(state)
+    head = [k for k in fitted if k.startswith("trans_head.")]
+    assert head
+    moved = any(not torch.equal(fitted[k], start[k]) for k in head)
+    assert moved == (weight > 0)
+    pred = [k for k in fitted if k.startswith("pred_head.") and k.endswith("weight")]
+    assert any(not torch.equal(fitted[k], start[k]) for k in pred)  # I_sr is fitted either way
