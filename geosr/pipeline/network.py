@@ -44,9 +44,10 @@ def _loop_option_names() -> set[str]:
 
 
 #: options that neither shape the weights nor change what they compute: the filter's block
-#: size (a speed knob), the displacement field's smoothness penalty (a loss term), RobSelf's
-#: translator initialisation and weight decay (they act before and during the fit only)
-_NOT_NETWORK = {"block", "field_tv", "translator_init", "weight_decay"}
+#: size (a speed knob), the displacement field's smoothness penalty and the translation
+#: head's loss weight (loss terms), RobSelf's translator initialisation and weight decay
+#: (they act before and during the fit only)
+_NOT_NETWORK = {"block", "field_tv", "trans_weight", "translator_init", "weight_decay"}
 
 #: network options added after network files were first written, with the value that the
 #: network in an older file (one without the key) was built with

@@ -110,8 +110,8 @@ def test_network__an_older_robself_file_is_read_with_its_plain_source_convs(scen
 def test_network__an_older_robself_file_without_the_authors_options_still_loads(scene) -> None:
     """Files written before RobSelf had the authors' code's choices as options
     (``extraction``, ``filter_reduction``, ``shared_head``, ``translator_init``,
-    ``weight_decay``) were fitted with today's defaults of those options: they load as they
-    are."""
+    ``weight_decay``) or the loss's ``trans_weight`` were fitted with today's defaults of
+    those options: they load as they are."""
     import torch
 
     opts = {**FAST, "source_dilation": 1}
@@ -119,7 +119,8 @@ def test_network__an_older_robself_file_without_the_authors_options_still_loads(
     _run(scene, "old.tif", "scene", method="robself-re", options=opts, save=net)
     blob = torch.load(net, weights_only=True)
     meta = json.loads(blob["meta"])
-    for key in ("extraction", "filter_reduction", "shared_head", "translator_init", "weight_decay"):
+    for key in ("extraction", "filter_reduction", "shared_head", "translator_init", "weight_decay",
+                "trans_weight"):
         del meta["options"][key]
     torch.save({**blob, "meta": json.dumps(meta)}, net)
     again = _run(scene, "again.tif", "scene", method="robself-re", options=opts, network=net)
