@@ -155,6 +155,8 @@ def run_tiles(
     tiles (tile and hybrid modes of learned methods, local threads only)."""
     if client is not None:
         return _run_tiles_distributed(plan, store_dir, client, progress)
+    from concurrent.futures import ThreadPoolExecutor
+
     import dask
     from dask.callbacks import Callback
     from dask.threaded import get as threaded_get
@@ -177,10 +179,21 @@ def run_tiles(
                     progress(done[0], total)
 
     steps = tile_fit_steps(plan)
-    with _Progress(), _StepCounter(step_progress, steps * total if steps else 0):
-        # the threaded scheduler as a function, not by name: a name makes dask import
-        # dask.distributed to look for a client (seconds, and an optional extra)
-        results = dask.compute(*tasks, scheduler=threaded_get, num_workers=plan.workers)
+    # The run's own threads, ended with it: dask keeps its pools' threads alive, and a
+    # thread that has run torch keeps its OpenMP team, which slows the process's next fits
+    # (the scene fit that follows the self-check's run, on a 2-core CPU). On an error or an
+    # interrupt the queued tiles are dropped, not waited for.
+    pool = ThreadPoolExecutor(plan.workers, thread_name_prefix="geosr-tiles")
+    finished = False
+    try:
+        with _Progress(), _StepCounter(step_progress, steps * total if steps else 0):
+            # the threaded scheduler as a function, not by name: a name makes dask import
+            # dask.distributed to look for a client (seconds, and an optional extra)
+            results = dask.compute(*tasks, scheduler=threaded_get, num_workers=plan.workers,
+                                   pool=pool)
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=not finished)
     return _count(results, total)
 
 

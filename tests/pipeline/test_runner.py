@@ -228,3 +228,18 @@ def test_run__mmsr_seams(tmp_path: Path) -> None:
     for axis, spans in ((1, plan.layout.col_spans), (0, plan.layout.row_spans)):
         rel = _seam_ratio(a, spans, axis) / _seam_ratio(ref, spans, axis)
         assert abs(rel - 1) < 0.10, (axis, rel)
+
+
+def test_run__leaves_no_tile_threads_behind(scene: dict[str, Any]) -> None:
+    """The tiles' threads end with the run (dask keeps its own pools' threads alive; a thread
+    that ran torch keeps its OpenMP team and slows the next fits of the process)."""
+    import threading
+
+    before = {t.ident for t in threading.enumerate()}
+    for i in range(2):
+        pipeline.run(scene["lr"], scene["guide"], scene["dir"] / f"out{i}.tif",
+                     RunConfig(scale=4, method="guided-filter",
+                               tiling=TilingConfig(tile_size=12, overlap=3, workers=2),
+                               output=OutputConfig(cog=False)))
+    left = [t.name for t in threading.enumerate() if t.ident not in before]
+    assert left == []
