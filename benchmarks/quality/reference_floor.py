@@ -41,11 +41,9 @@ def value_step(values: np.ndarray) -> float | None:
     u = np.unique(values[np.isfinite(values)].astype(np.float64))
     if u.size < 3:
         return None
-    q = float(np.min(np.diff(u)))
-    if q <= 0:
-        return None
-    # the smallest gap carries float32 rounding (0.0999756 for 0.1): its first digit
-    q = float(f"{q:.1g}")
+    # the smallest gap (unique values: > 0) carries float32 rounding (0.0999756 for 0.1):
+    # its first digit
+    q = float(f"{float(np.min(np.diff(u))):.1g}")
     k = u / q
     return q if np.max(np.abs(k - np.round(k))) < 0.05 else None
 
@@ -73,12 +71,10 @@ def main() -> None:
                    "ratio_to_lanczos": r["ratio_to_lanczos"], "source": f.name}
             if q is not None:
                 floor = q / math.sqrt(12.0)
-                lz, df = above_floor(row["lanczos_rmse"], floor), above_floor(
-                    row["default_rmse"], floor)
-                row |= {"floor_rmse": floor,
-                        "lanczos_over_floor": row["lanczos_rmse"] / floor,
-                        "default_over_floor": row["default_rmse"] / floor,
-                        "lanczos_above_floor": lz, "default_above_floor": df}
+                row["floor_rmse"] = floor
+                for k in ("lanczos", "default"):
+                    row[f"{k}_over_floor"] = row[f"{k}_rmse"] / floor
+                    row[f"{k}_above_floor"] = above_floor(row[f"{k}_rmse"], floor)
             rows.append(row)
             print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
                               for k, v in row.items() if k != "source"}))
