@@ -9,7 +9,16 @@ import numpy as np
 
 from geosr.errors import InputError, OptionError
 from geosr.models import get_method
-from geosr.normalize import BandStats, prepare_guide, prepare_lr
+from geosr.normalize import BandStats, Plane, PlaneSums, prepare_guide, prepare_lr
+
+
+def _plane(band: np.ndarray) -> Plane | None:
+    """The least-squares plane of an LR band ``(1, h, w)`` (None: too few pixels)."""
+    sums = PlaneSums()
+    h, w = band.shape[-2:]
+    sums.add(PlaneSums.partial(band[0], np.arange(h) + 0.5, np.arange(w) + 0.5))
+    fitted = sums.fit()
+    return None if fitted is None else fitted[0]
 
 
 def check_scale(scale: Any) -> int:
@@ -131,9 +140,15 @@ def run_band(
     methods only) returns ``{steps: result}`` for those steps and the final one.
     """
     if method.normalised:
+        plane = _plane(band) if getattr(method.options, "detrend", False) else None
+        if plane is not None:
+            h, w = band.shape[-2:]
+            low, high = plane.on_grid(0, 0, h, w), plane.on_grid(0, 0, h * scale, w * scale,
+                                                                  1.0 / scale)
+            band = band - low
         stats = BandStats.from_array(band)
         x, valid = prepare_lr(band, stats)
-        invert = stats.invert
+        invert = stats.invert if plane is None else (lambda p: stats.invert(p) + high)
     else:  # a resampler: the LR's own values
         valid = np.isfinite(band)
         x, invert = np.where(valid, band, 0.0).astype(np.float32), np.asarray

@@ -122,6 +122,27 @@ def masked_cycle_loss(
     return diff.sum() / mask.sum().clamp_min(1.0)
 
 
+def masked_slope_loss(
+    pred: torch.Tensor, lr: torch.Tensor, mask: torch.Tensor, scale: int
+) -> torch.Tensor:
+    """Mean L1 between the finite differences (along rows and columns) of
+    ``avg_pool(pred, scale)`` and of ``lr``, over pairs of valid LR pixels: the cycle
+    loss in the gradient domain."""
+    down = F.avg_pool2d(pred.float(), scale)
+    total = down.new_zeros(())
+    count = down.new_zeros(())
+    for dim in (-1, -2):
+        n = down.shape[dim] - 1
+        if n < 1:
+            continue
+        d_pred = down.narrow(dim, 1, n) - down.narrow(dim, 0, n)
+        d_lr = lr.narrow(dim, 1, n) - lr.narrow(dim, 0, n)
+        both = mask.narrow(dim, 1, n) * mask.narrow(dim, 0, n)
+        total = total + ((d_pred - d_lr).abs() * both).sum()
+        count = count + both.sum()
+    return total / count.clamp_min(1.0)
+
+
 @dataclasses.dataclass
 class FitResult:
     prediction: np.ndarray  # (1, H, W) float32, normalised units
@@ -185,6 +206,8 @@ def _outputs(out: object) -> Outputs:
 def _total_loss(out: Outputs, lr: torch.Tensor, mask: torch.Tensor, scale: int,
                 cfg: OptimConfig) -> torch.Tensor:
     loss = masked_cycle_loss(out.pred, lr, mask, scale)
+    if cfg.slope_weight:
+        loss = loss + cfg.slope_weight * masked_slope_loss(out.pred, lr, mask, scale)
     for a in out.aux:
         loss = loss + cfg.aux_weight * masked_cycle_loss(a, lr, mask, scale)
     if out.penalty is not None:

@@ -56,6 +56,10 @@ class LoopOptions:
     #: steps move every weight by about ``lr`` whatever its gradient's size, which can undo
     #: much of a fitted network before the fit improves it
     warmup: int = 0
+    #: add this weight times the cycle loss in the gradient domain (the L1 between the
+    #: row and column differences of the pooled prediction and of the LR;
+    #: :func:`geosr.models.optimize.masked_slope_loss`) to the loss. 0: the papers' loss
+    slope_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("step", "cosine"):
@@ -65,6 +69,8 @@ class LoopOptions:
         if not 0.0 <= self.average_tail < 1.0:
             raise OptionError(
                 f"average_tail must be a fraction in [0, 1), got {self.average_tail}")
+        if self.slope_weight < 0:
+            raise OptionError(f"slope_weight must be >= 0, got {self.slope_weight}")
         if self.iterations < 1:
             raise OptionError(f"iterations must be >= 1, got {self.iterations}")
         if not self.lr > 0:

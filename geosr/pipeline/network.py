@@ -52,7 +52,7 @@ _NOT_NETWORK = {"block", "field_tv", "trans_weight", "translator_init", "weight_
 #: network options added after network files were first written, with the value that the
 #: network in an older file (one without the key) was built with
 _ADDED_OPTIONS = {"source_dilation": 1, "extraction": "plain", "filter_reduction": 1,
-                  "shared_head": None}
+                  "shared_head": None, "detrend": False}
 
 
 def network_options(options: dict[str, Any]) -> dict[str, Any]:

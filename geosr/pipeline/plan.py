@@ -16,7 +16,7 @@ import numpy as np
 from geosr.errors import InputError
 from geosr.models import get_method
 from geosr.models.device import local_torch_threads
-from geosr.normalize import BandStats
+from geosr.normalize import BandStats, Plane
 from geosr.pipeline.config import RunConfig, SceneConfig, is_deterministic
 from geosr.raster.grid import OutputGrid, Window, guide_resolution_in, output_grid
 from geosr.raster.io import RasterInfo, is_local_path, raster_info
@@ -48,6 +48,9 @@ class Plan:
     workers: int
     lr_stats: BandStats | None = None
     guide_stats: BandStats | None = None
+    #: the LR's plane, removed before ``lr_stats`` apply and added back to the output
+    #: (the method's ``detrend`` option); None: no plane
+    lr_plane: Plane | None = None
     #: torch intra-op threads for learned tiles, wherever they run: float reductions
     #: depend on it, so a seeded run is byte-identical on a cluster only with the same count
     torch_threads: int | None = None
@@ -82,6 +85,11 @@ class Plan:
                 "options": dict(self.used_options) or self.options,
                 "lr_path": lr_name or self.lr.path, "guide_path": guide_name or self.guide.path,
                 "lr_band": self.lr_band, "guide_bands": self.guide_bands}
+
+    @property
+    def detrend(self) -> bool:
+        """Whether the method removes the LR's plane (its ``detrend`` option)."""
+        return bool(getattr(get_method(self.method, **self.options).options, "detrend", False))
 
     def lr_window(self, w: Window) -> Window:
         """Absolute LR pixel window of a grid-relative LR window."""
@@ -127,6 +135,8 @@ class Plan:
                 "lr": dataclasses.asdict(self.lr_stats),
                 "guide": dataclasses.asdict(self.guide_stats),
             }
+            if self.lr_plane is not None:
+                d["stats"]["lr_plane"] = dataclasses.asdict(self.lr_plane)
         return d
 
     def fingerprint(self) -> str:

@@ -59,6 +59,8 @@ def sample_crops(plan: Plan, cfg: SceneConfig, seed: int | None) -> list[tuple[A
         r0 = int(rng.integers(0, h - c + 1))
         c0 = int(rng.integers(0, w - c + 1))
         lr, guide = _read(plan, Window(r0, c0, r0 + c, c0 + c))
+        if plan.lr_plane is not None:
+            lr = lr - plan.lr_plane.on_grid(r0, c0, c, c)
         x, valid = prepare_lr(lr, plan.lr_stats)
         if valid.mean() < cfg.min_valid:
             continue

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from geosr.errors import InputError
-from geosr.normalize import BandStats, spread_floor
+from geosr.normalize import BandStats, PlaneSums, spread_floor
 from geosr.pipeline.config import STATS_BLOCK, STATS_FULL_PIXELS
 from geosr.pipeline.plan import Plan
 from geosr.pipeline.sources import input_source
@@ -154,9 +154,22 @@ def stats_reads(plan: Plan) -> StatsReads:
     return StatsReads(lr, target, resampling, tuple(blocks(h, w, STATS_BLOCK)))
 
 
-def with_stats(plan: Plan, lr_m: Moments, g_m: Moments) -> Plan:
-    """The plan with the statistics of its reads, or :class:`InputError` if one of the
-    inputs has no valid pixel."""
+def plane_partial(plan: Plan, read: int, x: np.ndarray) -> np.ndarray:
+    """The plane-fit sums of LR statistics read number ``read`` (``x``: its pixels, at the
+    read's shape), at the pixel centres of the grid's LR pixel coordinates."""
+    win, _ = stats_reads(plan).lr[read]
+    lrw = plan.grid.lr_window
+    h, w = x.shape[-2:]
+    rows = win.row0 - lrw.row0 + (np.arange(h) + 0.5) * (win.height / h)
+    cols = win.col0 - lrw.col0 + (np.arange(w) + 0.5) * (win.width / w)
+    return PlaneSums.partial(x[0], rows, cols)
+
+
+def with_stats(plan: Plan, lr_m: Moments, g_m: Moments,
+               plane: PlaneSums | None = None) -> Plan:
+    """The plan with the statistics of its reads (with ``plane``, the sums of the method's
+    ``detrend``: the LR's plane, and the LR's statistics about it), or
+    :class:`InputError` if one of the inputs has no valid pixel."""
     if lr_m.n[0] == 0:
         raise InputError(
             f"the LR raster {plan.lr.path!r} has no valid pixel where it overlaps the guide "
@@ -167,8 +180,17 @@ def with_stats(plan: Plan, lr_m: Moments, g_m: Moments) -> Plan:
             f"the guide {plan.guide.path!r} has no valid pixel over the output grid; check "
             "its nodata value and --guide-bands"
         )
-    logger.info("scene stats: LR %s, guide %s", lr_m.stats(), g_m.stats())
-    return dataclasses.replace(plan, lr_stats=lr_m.stats(), guide_stats=g_m.stats())
+    lr_stats, lr_plane = lr_m.stats(), None
+    fitted = plane.fit() if plane is not None else None
+    if fitted is not None:
+        lr_plane, spread = fitted
+        if not np.isfinite(spread) or spread <= spread_floor(lr_plane.c):
+            spread = 1.0
+        lr_stats = BandStats((0.0,), (spread,))
+    logger.info("scene stats: LR %s%s, guide %s", lr_stats,
+                f" about {lr_plane}" if lr_plane else "", g_m.stats())
+    return dataclasses.replace(plan, lr_stats=lr_stats, guide_stats=g_m.stats(),
+                               lr_plane=lr_plane)
 
 
 def compute_stats(plan: Plan) -> Plan:
@@ -182,16 +204,19 @@ def compute_stats(plan: Plan) -> Plan:
     src = input_source(plan)
     reads = stats_reads(plan)
     lr_m = Moments(1)
+    plane = PlaneSums() if plan.detrend else None
     fills = FillCount(plan)
-    for win, shape in reads.lr:
+    for i, (win, shape) in enumerate(reads.lr):
         x = src.read_lr(plan, win, out_shape=shape)
         lr_m.update(x)
         fills.update(x)
+        if plane is not None:
+            plane.add(plane_partial(plan, i, x))
     fills.warn(plan.grid.lr_window.height * plan.grid.lr_window.width)
     g_m = Moments(len(plan.guide_bands))
     with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:
         for blk in reads.guide_blocks:
             g_m.update(read(blk))
-    return with_stats(plan, lr_m, g_m)
+    return with_stats(plan, lr_m, g_m, plane)
 
 

@@ -98,9 +98,14 @@ def predict_tile(plan: Plan, tile: Tile) -> np.ndarray | None:
         return None
     guide = read_tile_guide(plan, ctx)
     if get_method_class(plan.method).normalised:
-        x, valid = prepare_lr(lr, plan.lr_stats)
+        plane = plan.lr_plane
+        x, valid = prepare_lr(lr if plane is None else lr - plane.on_grid(
+            ctx.row0, ctx.col0, ctx.height, ctx.width), plan.lr_stats)
         gn = prepare_guide(guide, plan.guide_stats)
         hr = plan.lr_stats.invert(predict_normalised(plan, x, gn, valid))
+        if plane is not None:
+            hr = (hr + plane.on_grid(ctx.row0, ctx.col0, ctx.height * s, ctx.width * s,
+                                     1.0 / s)).astype(np.float32)
     else:  # a resampler works on the LR's own values
         x, valid = _raw(lr)
         hr = predict_normalised(plan, x, guide, valid).astype(np.float32, copy=True)

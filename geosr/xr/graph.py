@@ -14,10 +14,11 @@ import numpy as np
 from affine import Affine
 
 from geosr.models.device import torch_threads
+from geosr.normalize import PlaneSums
 from geosr.pipeline.config import is_deterministic
 from geosr.pipeline.mosaic import mosaic_block
 from geosr.pipeline.scene import network_for_scene
-from geosr.pipeline.stats import FillCount, Moments, stats_reads, with_stats
+from geosr.pipeline.stats import FillCount, Moments, plane_partial, stats_reads, with_stats
 from geosr.pipeline.tiles import LEARNED_LOCK, predict_tile
 from geosr.raster.grid import (
     OutputGrid,
@@ -144,15 +145,17 @@ class _WholeSource:
 
 
 def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None,
-                ) -> tuple[list[Any], dict[float, int], int]:
-    """One LR statistics read: its moments, and its count of common fill values."""
+                ) -> tuple[list[Any], dict[float, int], int, np.ndarray | None]:
+    """One LR statistics read: its moments, its count of common fill values, and its
+    plane-fit sums where the method detrends."""
     win, shape = stats_reads(plan).lr[i]
     src = ArraySource(lr=inputs.lr_piece(win), lr_origin=(win.row0, win.col0),
                       lr_nodata=nodata)
     x = src.read_lr(plan, win, out_shape=shape)
     fills = FillCount(plan)
     fills.update(x)
-    return Moments.partial(x), fills.counts, fills.pixels
+    plane = plane_partial(plan, i, x) if plan.detrend else None
+    return Moments.partial(x), fills.counts, fills.pixels, plane
 
 
 def _guide_partial(plan: Any, *, i: int, window: Window | None, inputs: _Inputs,
@@ -172,14 +175,17 @@ def _finish_stats(plan: Any, lr_parts: Sequence[Any], guide_parts: Sequence[Any]
 
     lr_m, g_m = Moments(1), Moments(len(plan.guide_bands))
     fills = FillCount(plan)
-    for p, counts, pixels in lr_parts:
+    plane = PlaneSums() if plan.detrend else None
+    for p, counts, pixels, sums in lr_parts:
         lr_m.add(p)
         fills.add(counts, pixels)
+        if plane is not None:
+            plane.add(sums)
     # as compute_stats warns for files: fill values in an LR without a nodata value
     fills.warn(plan.grid.lr_window.height * plan.grid.lr_window.width)
     for p in guide_parts:
         g_m.add(p)
-    return with_stats(plan, lr_m, g_m)
+    return with_stats(plan, lr_m, g_m, plane)
 
 
 def _scene_task(plan: Any, *, source: _WholeSource) -> Any:

@@ -314,6 +314,33 @@ def test_learned__seed_makes_cpu_runs_bit_identical(tiny_pair):
     assert not np.array_equal(other, m(lr, guide, scale))
 
 
+def test_optimizer__slope_loss_compares_differences_of_valid_neighbours():
+    from geosr.models.optimize import masked_cycle_loss, masked_slope_loss
+
+    lr = torch.arange(16.0).reshape(1, 1, 4, 4)
+    pred = torch.nn.functional.interpolate(lr, scale_factor=2, mode="nearest")
+    valid = torch.ones_like(lr, dtype=torch.bool)
+    # an offset is a cycle error but no slope error
+    assert float(masked_slope_loss(pred + 5, lr, valid, 2)) == 0.0
+    assert float(masked_cycle_loss(pred + 5, lr, valid, 2)) == 5.0
+    # one LR pixel off by 4: it is in 1 of the 12 row pairs and 1 of the 12 column pairs
+    bumped = pred.clone()
+    bumped[..., :2, :2] += 4
+    assert float(masked_slope_loss(bumped, lr, valid, 2)) == pytest.approx(8 / 24)
+    # masked out, that pixel's pairs no longer count
+    valid[..., 0, 0] = False
+    assert float(masked_slope_loss(bumped, lr, valid, 2)) == 0.0
+
+
+def test_learned__slope_weight_changes_the_fit(tiny_pair):
+    lr, guide, scale = normalised(tiny_pair)
+    plain = build("mmsr", seed=3, device="cpu")(lr, guide, scale)
+    np.testing.assert_array_equal(build("mmsr", seed=3, device="cpu", slope_weight=0.0)(
+        lr, guide, scale), plain)
+    assert not np.array_equal(build("mmsr", seed=3, device="cpu", slope_weight=1.0)(
+        lr, guide, scale), plain)
+
+
 def test_learned__early_stop_and_progress(tiny_pair):
     lr, guide, scale = normalised(tiny_pair)
     seen = []
@@ -342,6 +369,7 @@ def test_mmsr__presets_and_overrides():
         ("cmsr", {"average_tail": 0.2}, "trained on whole images"),
         ("mmsr", {"colour": 1}, "unknown option"),
         ("mmsr", {"back_project": -1}, "back_project must be >= 0"),
+        ("mmsr", {"slope_weight": -0.5}, "slope_weight must be >= 0"),
         ("mmsr", {"prefit": -1}, "prefit must be >= 0"),
         ("p2p", {"prefit": 10}, "trained on whole images"),
         ("cmsr", {"prefit": 10}, "trained on whole images"),
