@@ -58,7 +58,9 @@ class LoopOptions:
     warmup: int = 0
     #: add this weight times the cycle loss in the gradient domain (the L1 between the
     #: row and column differences of the pooled prediction and of the LR;
-    #: :func:`geosr.models.optimize.masked_slope_loss`) to the loss. 0: the papers' loss
+    #: :func:`geosr.models.optimize.masked_slope_loss`) to the loss. 0: the papers' loss.
+    #: Weight 1 was worse on both real DSMs at x4
+    #: (docs/benchmarks/quality.md#levers-on-the-default-fit)
     slope_weight: float = 0.0
 
     def __post_init__(self) -> None:

@@ -39,3 +39,19 @@ def test_value_step_finds_the_rounding_of_float32_heights() -> None:
     assert value_step(np.full(10, 5.0)) is None
     assert abs(above_floor(0.05, 0.03) - 0.04) < 1e-12
     assert above_floor(0.02, 0.03) == 0.0
+
+
+def test_levers_replay_the_auto_choice_and_measure_the_plane(tmp_path) -> None:
+    from benchmarks.quality.levers import fitted_like, lr_plane
+
+    assert fitted_like({"mode": "tile", "iterations": 774}) == ["--mode", "tile",
+                                                                "--iterations", "774"]
+    assert fitted_like({"mode": "scene", "iterations": 855})[:4] == [
+        "--mode", "scene", "--scene-iterations", "855"]
+    # 2 m pixels; rising 30 m per km eastwards and 10 m per km northwards (rows go south)
+    rows, cols = np.indices((20, 30)) + 0.5
+    z = 500 + 0.06 * cols - 0.02 * rows
+    got = lr_plane(write_raster(tmp_path / "plane.tif", z.astype(np.float32),
+                                Affine(2.0, 0, 600000.0, 0, -2.0, 5340000.0)))
+    assert abs(got["m_per_km_x"] - 30) < 0.01 and abs(got["m_per_km_y"] - 10) < 0.01
+    assert got["variance_explained"] > 0.999

@@ -1,0 +1,165 @@
+"""Quality levers for elevation, each against the default command's own fit.
+
+For every real elevation pair at one scale, ``geosr dem-sr`` is run with the mode and step
+counts that ``--mode auto`` chose in the default-command benchmark (read from its JSON, so
+every variant gets the same fit and the same budget), ``--guard off`` (the method's own
+output), and one change at a time:
+
+- ``base``: nothing else (reproduces the benchmark's "MMSR alone" figure);
+- ``slope``: ``-O slope_weight=W``, the cycle loss in the gradient domain added to the loss;
+- ``detrend``: ``-O detrend=true``, the LR's least-squares plane removed before the fit and
+  added back to the output (the network and the normalisation see the relief about it);
+- ``seed1``: ``-O seed=1``; the row also scores ``ensemble``, the mean of ``base`` and
+  ``seed1`` (twice the fitting time);
+- ``detrend_seed1``: both, to tell the detrending's effect from a seed's.
+
+Each output is scored with the DEM metrics against the target, next to lanczos.
+
+    python benchmarks/quality/levers.py --json benchmarks/quality/results/levers_x4.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.quality.default_dem import geosr, pairs, score  # noqa: E402
+from geosr.evaluation.bench import pool_reference  # noqa: E402
+from geosr.normalize import PlaneSums  # noqa: E402
+
+#: variant -> its method options
+VARIANTS = {"base": [], "slope": ["slope_weight={w}"], "detrend": ["detrend=true"],
+            "seed1": ["seed=1"], "detrend_seed1": ["detrend=true", "seed=1"]}
+
+
+def fitted_like(auto: dict) -> list[str]:
+    """The CLI flags that give the fit ``--mode auto`` chose (its JSON record)."""
+    if auto["mode"] == "tile":
+        return ["--mode", "tile", "--iterations", str(auto["iterations"])]
+    return ["--mode", "scene", "--scene-iterations", str(auto["iterations"]),
+            "--scene-crop", "32"]
+
+
+def add_raster(path: Path, values: np.ndarray, out: Path) -> Path:
+    """``path`` plus ``values`` (same shape), written as a float32 GeoTIFF."""
+    with rasterio.open(path) as src:
+        a = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+        profile = src.profile
+    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write((a + values).astype(np.float32), 1)
+    return out
+
+
+def lr_plane(lr: Path) -> dict[str, float]:
+    """The LR's least-squares plane as ``-O detrend=true`` fits it: its slope (m per km,
+    along x and y) and the share of the LR's variance it explains."""
+    with rasterio.open(lr) as src:
+        z = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+        px = abs(src.transform.a)
+    sums = PlaneSums()
+    sums.add(PlaneSums.partial(z, np.arange(z.shape[0]) + 0.5, np.arange(z.shape[1]) + 0.5))
+    plane, spread = sums.fit()
+    return {"m_per_km_x": round(plane.a / px * 1000, 2),
+            "m_per_km_y": round(-plane.b / px * 1000, 2),
+            "variance_explained": round(1 - spread**2 / float(np.nanvar(z)), 3)}
+
+
+def mean_raster(a: Path, b: Path, out: Path) -> Path:
+    """The pixel-wise mean of two rasters on one grid."""
+    with rasterio.open(b) as src:
+        vb = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+    with rasterio.open(a) as src:
+        va = src.read(1, masked=True).astype(np.float64).filled(np.nan)
+    return add_raster(a, (vb - va) / 2, out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--default-json", type=Path,
+                    default=ROOT / "benchmarks/quality/results/default_dem_x4.json",
+                    help="the default-command benchmark whose auto choices are reused")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=", ".join(VARIANTS))
+    ap.add_argument("--slope-weight", type=float, default=1.0)
+    ap.add_argument("--pairs", default=None, help="comma-separated pair names (default all)")
+    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--update", action="store_true",
+                    help="keep the rows of an existing --json, replacing those rerun")
+    args = ap.parse_args()
+    s = args.scale
+    chosen = {r["pair"]: r for r in json.loads(args.default_json.read_text())["rows"]
+              if r["scale"] == s}
+    variants = [v for v in args.variants.split(",") if v]
+    if unknown := set(variants) - set(VARIANTS):
+        ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    result: dict = {"scale": s, "default_json": str(args.default_json.relative_to(ROOT)),
+                    "slope_weight": args.slope_weight, "rows": {}}
+    if args.update and args.json and args.json.exists():
+        result["rows"] = json.loads(args.json.read_text())["rows"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name, (target, guide, extra) in pairs(work).items():
+            if (args.pairs and name not in args.pairs.split(",")) or name not in chosen:
+                continue
+            lr = work / f"{name}_lr.tif"
+            pool_reference(target, lr, s)
+            fit = fitted_like(chosen[name]["auto"])
+            row = result["rows"].setdefault(name, {})
+            row["fit"] = " ".join(fit)
+            row["lr_plane"] = lr_plane(lr)
+            lz = work / f"{name}_lanczos.tif"
+            geosr("sr", "--method", "lanczos", "--lr", str(lr), "--guide", str(guide),
+                  "--scale", str(s), "-o", str(lz), "--overwrite", *extra)
+            row["lanczos"] = score(lz, target)
+
+            common = ["--guide", str(guide), "--scale", str(s), "--overwrite", "--guard",
+                      "off", *fit, *extra]
+
+            def run(out: Path, src: Path, *opts: str, common: list[str] = common) -> dict:
+                _, wall = geosr("dem-sr", "--lr", str(src), "-o", str(out), *common, *opts)
+                return {"wall_seconds": round(wall, 1)}
+
+            for v in variants:
+                out = work / f"{name}_{v}.tif"
+                opts = [x.format(w=args.slope_weight) for x in VARIANTS[v]]
+                info = run(out, lr, *(a for o in opts for a in ("-O", o)))
+                row[v] = {**score(out, target), **info}
+                row[v]["ratio_to_lanczos"] = row[v]["rmse"] / row["lanczos"]["rmse"]
+                if v == "seed1" and (work / f"{name}_base.tif").exists():
+                    ens = mean_raster(work / f"{name}_base.tif", out, work / f"{name}_ens.tif")
+                    row["ensemble"] = score(ens, target)
+                    row["ensemble"]["ratio_to_lanczos"] = (row["ensemble"]["rmse"]
+                                                           / row["lanczos"]["rmse"])
+                print(json.dumps({"pair": name, "variant": v,
+                                  "ratio": round(row[v]["ratio_to_lanczos"], 4),
+                                  "slope": round(row[v]["slope_rmse_deg"], 2),
+                                  "wall": info["wall_seconds"]}), file=sys.stderr, flush=True)
+                if args.json:
+                    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    rows = result["rows"]
+    summary = {}
+    for v in (*VARIANTS, "ensemble"):
+        rs = [r for r in rows.values() if v in r]
+        if rs:
+            summary[v] = {"pairs": len(rs),
+                          "ratio_to_lanczos": float(np.mean([r[v]["ratio_to_lanczos"]
+                                                             for r in rs])),
+                          "slope_rmse_deg": float(np.mean([r[v]["slope_rmse_deg"] for r in rs]))}
+    result["mean"] = summary
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
