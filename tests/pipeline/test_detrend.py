@@ -103,12 +103,16 @@ def zero_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(geosr.pipeline.tiles, "predict_normalised", predict)
 
 
+@pytest.mark.parametrize("mode", ["tile", "scene"])
 def test_run__detrend_adds_the_plane_back(scene: dict[str, Any], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                          monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    from geosr.pipeline.config import SceneConfig
+
     path, z = tilted(scene, tmp_path)
     zero_model(monkeypatch)
     out = tmp_path / "out.tif"
     config = RunConfig(scale=4, method="mmsr", method_options={**FAST, "detrend": True},
+                       scene=SceneConfig(mode=mode, iterations=2, crop=12),
                        tiling=TilingConfig(tile_size=12, overlap=3), output=OutputConfig(cog=False))
     pipeline.run(path, scene["guide"], out, config)
     with rasterio.open(out) as dst:
