@@ -15,7 +15,8 @@ DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4
 
     python benchmarks/quality/default_dem.py --scales 4 --json benchmarks/quality/results/default_dem_x4.json
 
-``--pairs NAME --update`` reruns some pairs and replaces just their rows in the JSON.
+``--pairs NAME --update`` reruns some pairs and replaces just their rows in the JSON;
+``-O KEY=VALUE`` runs the command with that method option (e.g. ``-O detrend=true``).
 """
 
 from __future__ import annotations
@@ -107,8 +108,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--update", action="store_true",
                     help="replace only the rows run (by pair and scale) in an existing --json")
+    ap.add_argument("-O", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                    help="a method option for the learned runs (default: none, the default "
+                         "command)")
     args = ap.parse_args()
-    result: dict = {"command": "geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
+    opts = [a for o in args.options for a in ("-O", o)]
+    result: dict = {"command": " ".join(["geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
+                                         *opts]),
                     "rows": []}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
@@ -128,7 +134,8 @@ def main() -> None:
                     row[k] = score(out, target)
                 out = work / f"{name}_default_x{s}.tif"
                 summary, wall = geosr("dem-sr", "--lr", str(lr), "--guide", str(guide),
-                                      "--scale", str(s), "-o", str(out), "--overwrite", *extra)
+                                      "--scale", str(s), "-o", str(out), "--overwrite", *extra,
+                                      *opts)
                 row["default"] = score(out, target)
                 row["wall_seconds"] = round(wall, 1)
                 row["stage_seconds"] = summary.get("seconds")
@@ -151,7 +158,7 @@ def main() -> None:
                 elif fired:  # what the method itself gives, for the self-check's table
                     out2 = work / f"{name}_unguarded_x{s}.tif"
                     geosr("dem-sr", "--lr", str(lr), "--guide", str(guide), "--scale", str(s),
-                          "-o", str(out2), "--overwrite", "--guard", "off", *extra)
+                          "-o", str(out2), "--overwrite", "--guard", "off", *extra, *opts)
                     row["unguarded"] = score(out2, target)
                     method_rmse = row["unguarded"]["rmse"]
                 row["method_ratio_to_lanczos"] = method_rmse / lz
