@@ -143,3 +143,10 @@ class PlaneSums:
         b = (rz * cc - cz * cr) / det
         var = max(zz - a * cz - b * rz, 0.0)
         return Plane(float(mz), float(a), float(b), float(mr), float(mc)), float(np.sqrt(var))
+
+
+def fit_plane(z: np.ndarray) -> tuple[Plane, float] | None:
+    """:meth:`PlaneSums.fit` of a whole 2-D array ``z`` at its pixel centres."""
+    sums = PlaneSums()
+    sums.add(PlaneSums.partial(z, np.arange(z.shape[0]) + 0.5, np.arange(z.shape[1]) + 0.5))
+    return sums.fit()

@@ -34,7 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality.default_dem import geosr, pairs, score  # noqa: E402
 from geosr.evaluation.bench import pool_reference  # noqa: E402
-from geosr.normalize import PlaneSums  # noqa: E402
+from geosr.normalize import fit_plane  # noqa: E402
+from geosr.pipeline.auto import SCENE_CROP  # noqa: E402
 
 #: variant -> its method options
 VARIANTS = {"base": [], "slope": ["slope_weight={w}"], "detrend": ["detrend=true"],
@@ -46,18 +47,7 @@ def fitted_like(auto: dict) -> list[str]:
     if auto["mode"] == "tile":
         return ["--mode", "tile", "--iterations", str(auto["iterations"])]
     return ["--mode", "scene", "--scene-iterations", str(auto["iterations"]),
-            "--scene-crop", "32"]
-
-
-def add_raster(path: Path, values: np.ndarray, out: Path) -> Path:
-    """``path`` plus ``values`` (same shape), written as a float32 GeoTIFF."""
-    with rasterio.open(path) as src:
-        a = src.read(1, masked=True).astype(np.float64).filled(np.nan)
-        profile = src.profile
-    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write((a + values).astype(np.float32), 1)
-    return out
+            "--scene-crop", str(SCENE_CROP)]
 
 
 def lr_plane(lr: Path) -> dict[str, float]:
@@ -66,21 +56,22 @@ def lr_plane(lr: Path) -> dict[str, float]:
     with rasterio.open(lr) as src:
         z = src.read(1, masked=True).astype(np.float64).filled(np.nan)
         px = abs(src.transform.a)
-    sums = PlaneSums()
-    sums.add(PlaneSums.partial(z, np.arange(z.shape[0]) + 0.5, np.arange(z.shape[1]) + 0.5))
-    plane, spread = sums.fit()
+    plane, spread = fit_plane(z)
     return {"m_per_km_x": round(plane.a / px * 1000, 2),
             "m_per_km_y": round(-plane.b / px * 1000, 2),
             "variance_explained": round(1 - spread**2 / float(np.nanvar(z)), 3)}
 
 
 def mean_raster(a: Path, b: Path, out: Path) -> Path:
-    """The pixel-wise mean of two rasters on one grid."""
-    with rasterio.open(b) as src:
-        vb = src.read(1, masked=True).astype(np.float64).filled(np.nan)
-    with rasterio.open(a) as src:
-        va = src.read(1, masked=True).astype(np.float64).filled(np.nan)
-    return add_raster(a, (vb - va) / 2, out)
+    """The pixel-wise mean of two rasters on one grid, written as a float32 GeoTIFF."""
+    with rasterio.open(a) as src_a, rasterio.open(b) as src_b:
+        va = src_a.read(1, masked=True).astype(np.float64).filled(np.nan)
+        vb = src_b.read(1, masked=True).astype(np.float64).filled(np.nan)
+        profile = src_a.profile
+    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(((va + vb) / 2).astype(np.float32), 1)
+    return out
 
 
 def main() -> None:
@@ -122,17 +113,17 @@ def main() -> None:
                   "--scale", str(s), "-o", str(lz), "--overwrite", *extra)
             row["lanczos"] = score(lz, target)
 
-            common = ["--guide", str(guide), "--scale", str(s), "--overwrite", "--guard",
+            common = ["--lr", str(lr), "--guide", str(guide), "--scale", str(s), "--overwrite", "--guard",
                       "off", *fit, *extra]
 
-            def run(out: Path, src: Path, *opts: str, common: list[str] = common) -> dict:
-                _, wall = geosr("dem-sr", "--lr", str(src), "-o", str(out), *common, *opts)
+            def run(out: Path, *opts: str, common: list[str] = common) -> dict:
+                _, wall = geosr("dem-sr", "-o", str(out), *common, *opts)
                 return {"wall_seconds": round(wall, 1)}
 
             for v in variants:
                 out = work / f"{name}_{v}.tif"
                 opts = [x.format(w=args.slope_weight) for x in VARIANTS[v]]
-                info = run(out, lr, *(a for o in opts for a in ("-O", o)))
+                info = run(out, *(a for o in opts for a in ("-O", o)))
                 row[v] = {**score(out, target), **info}
                 row[v]["ratio_to_lanczos"] = row[v]["rmse"] / row["lanczos"]["rmse"]
                 if v == "seed1" and (work / f"{name}_base.tif").exists():

@@ -9,16 +9,7 @@ import numpy as np
 
 from geosr.errors import InputError, OptionError
 from geosr.models import get_method
-from geosr.normalize import BandStats, Plane, PlaneSums, prepare_guide, prepare_lr
-
-
-def _plane(band: np.ndarray) -> Plane | None:
-    """The least-squares plane of an LR band ``(1, h, w)`` (None: too few pixels)."""
-    sums = PlaneSums()
-    h, w = band.shape[-2:]
-    sums.add(PlaneSums.partial(band[0], np.arange(h) + 0.5, np.arange(w) + 0.5))
-    fitted = sums.fit()
-    return None if fitted is None else fitted[0]
+from geosr.normalize import BandStats, fit_plane, prepare_guide, prepare_lr
 
 
 def check_scale(scale: Any) -> int:
@@ -140,7 +131,8 @@ def run_band(
     methods only) returns ``{steps: result}`` for those steps and the final one.
     """
     if method.normalised:
-        plane = _plane(band) if getattr(method.options, "detrend", False) else None
+        fitted = fit_plane(band[0]) if getattr(method.options, "detrend", False) else None
+        plane = None if fitted is None else fitted[0]
         if plane is not None:
             h, w = band.shape[-2:]
             low, high = plane.on_grid(0, 0, h, w), plane.on_grid(0, 0, h * scale, w * scale,

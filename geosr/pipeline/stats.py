@@ -154,10 +154,9 @@ def stats_reads(plan: Plan) -> StatsReads:
     return StatsReads(lr, target, resampling, tuple(blocks(h, w, STATS_BLOCK)))
 
 
-def plane_partial(plan: Plan, read: int, x: np.ndarray) -> np.ndarray:
-    """The plane-fit sums of LR statistics read number ``read`` (``x``: its pixels, at the
-    read's shape), at the pixel centres of the grid's LR pixel coordinates."""
-    win, _ = stats_reads(plan).lr[read]
+def plane_partial(plan: Plan, win: Window, x: np.ndarray) -> np.ndarray:
+    """The plane-fit sums of the LR statistics read of absolute LR window ``win`` (``x``:
+    its pixels, at the read's shape), at the pixel centres of the grid's LR coordinates."""
     lrw = plan.grid.lr_window
     h, w = x.shape[-2:]
     rows = win.row0 - lrw.row0 + (np.arange(h) + 0.5) * (win.height / h)
@@ -206,12 +205,12 @@ def compute_stats(plan: Plan) -> Plan:
     lr_m = Moments(1)
     plane = PlaneSums() if plan.detrend else None
     fills = FillCount(plan)
-    for i, (win, shape) in enumerate(reads.lr):
+    for win, shape in reads.lr:
         x = src.read_lr(plan, win, out_shape=shape)
         lr_m.update(x)
         fills.update(x)
         if plane is not None:
-            plane.add(plane_partial(plan, i, x))
+            plane.add(plane_partial(plan, win, x))
     fills.warn(plan.grid.lr_window.height * plan.grid.lr_window.width)
     g_m = Moments(len(plan.guide_bands))
     with src.guide_reader(plan, reads.guide_target, reads.guide_resampling) as read:

@@ -154,7 +154,7 @@ def _lr_partial(plan: Any, *, i: int, inputs: _Inputs, nodata: float | None,
     x = src.read_lr(plan, win, out_shape=shape)
     fills = FillCount(plan)
     fills.update(x)
-    plane = plane_partial(plan, i, x) if plan.detrend else None
+    plane = plane_partial(plan, win, x) if plan.detrend else None
     return Moments.partial(x), fills.counts, fills.pixels, plane
 
 
