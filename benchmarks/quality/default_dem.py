@@ -16,7 +16,9 @@ DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4
     python benchmarks/quality/default_dem.py --scales 4 --json benchmarks/quality/results/default_dem_x4.json
 
 ``--pairs NAME --update`` reruns some pairs and replaces just their rows in the JSON;
-``-O KEY=VALUE`` runs the command with that method option (e.g. ``-O detrend=true``).
+``-O KEY=VALUE`` runs the command with that method option (e.g. ``-O detrend=true``),
+``--method NAME`` with another method, ``--guide-shift DX,DY`` with the guide's
+georeferencing off by that many HR pixels (east, south): a misregistered orthophoto.
 """
 
 from __future__ import annotations
@@ -70,10 +72,28 @@ def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
     return out
 
 
+def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: Path) -> Path:
+    """A copy of ``guide`` whose geotransform is moved by ``shift`` HR pixels of
+    ``target`` (east, south): every feature of the image lands that far from its place."""
+    with rasterio.open(target) as t:
+        px, py = abs(t.transform.a), abs(t.transform.e)
+    with rasterio.open(guide) as g:
+        data, profile = g.read(), g.profile
+    moved = Affine.translation(shift[0] * px, -shift[1] * py) @ profile["transform"]
+    profile.update(transform=moved)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
 def score(out: Path, target: Path) -> dict[str, float]:
     with rasterio.open(out) as o, rasterio.open(target) as t:
         pred = o.read(1, masked=True).astype(np.float64).filled(np.nan)
-        ref = t.read(1, masked=True).astype(np.float64).filled(np.nan)[: o.height, : o.width]
+        # the output's grid is the target's, possibly cut to the guide's cover (a moved guide)
+        col, row = (round(v) for v in ~t.transform @ (o.transform.c, o.transform.f))
+        ref = t.read(1, masked=True).astype(np.float64).filled(np.nan)[
+            row: row + o.height, col: col + o.width]
+        pred = pred[: ref.shape[0], : ref.shape[1]]
         px = abs(t.transform.a)
     return dem_metrics(pred, ref, px)
 
@@ -111,10 +131,17 @@ def main() -> None:
     ap.add_argument("-O", dest="options", action="append", default=[], metavar="KEY=VALUE",
                     help="a method option for the learned runs (default: none, the default "
                          "command)")
+    ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
+    ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
+                    help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
     args = ap.parse_args()
     opts = [a for o in args.options for a in ("-O", o)]
+    if args.method:
+        opts = ["--method", args.method, *opts]
+    gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
     result: dict = {"command": " ".join(["geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
+                    "guide_shift_hr_px": list(gshift) if gshift else None,
                     "rows": []}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
@@ -123,6 +150,8 @@ def main() -> None:
         for name, (target, guide, extra) in pairs(work).items():
             if args.pairs and name not in args.pairs.split(","):
                 continue
+            if gshift:
+                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
             for s in (int(x) for x in args.scales.split(",")):
                 lr = work / f"{name}_lr_x{s}.tif"
                 pool_reference(target, lr, s)

@@ -55,3 +55,23 @@ def test_levers_replay_the_auto_choice_and_measure_the_plane(tmp_path) -> None:
                                 Affine(2.0, 0, 600000.0, 0, -2.0, 5340000.0)))
     assert abs(got["m_per_km_x"] - 30) < 0.01 and abs(got["m_per_km_y"] - 10) < 0.01
     assert got["variance_explained"] > 0.999
+
+
+def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_path) -> None:
+    from benchmarks.quality.default_dem import score, shifted_guide
+
+    rng = np.random.default_rng(2)
+    target = (100 + rng.normal(0, 5, (20, 24))).astype(np.float32)
+    t_path = write_raster(tmp_path / "target.tif", target, T)
+    guide = write_raster(tmp_path / "guide.tif", rng.random((3, 40, 48)).astype(np.float32),
+                         Affine(0.5, 0, 600000.0, 0, -0.5, 5340000.0))
+    moved = shifted_guide(guide, t_path, (2.0, 1.0), tmp_path / "moved.tif")
+    with rasterio.open(moved) as src:  # 2 target pixels east, 1 south, in metres
+        assert (src.transform.c, src.transform.f) == (600002.0, 5339999.0)
+    # an output cut by 4 px on the west and north, holding the target's own values there
+    cut = write_raster(tmp_path / "cut.tif", target[4:, 4:],
+                       Affine(1.0, 0, 600004.0, 0, -1.0, 5339996.0))
+    assert score(cut, t_path)["rmse"] == 0.0
+    off = write_raster(tmp_path / "off.tif", target[:-4, :-4],
+                       Affine(1.0, 0, 600004.0, 0, -1.0, 5339996.0))
+    assert score(off, t_path)["rmse"] > 1.0
