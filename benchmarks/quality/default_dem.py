@@ -19,6 +19,9 @@ DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4
 ``-O KEY=VALUE`` runs the command with that method option (e.g. ``-O detrend=true``),
 ``--method NAME`` with another method, ``--guide-shift DX,DY`` with the guide's
 georeferencing off by that many HR pixels (east, south): a misregistered orthophoto.
+``--pairs middlebury2005_art,...`` adds the full-size Middlebury 2005 depth maps with their
+RGB (written on a local 1 m grid; only when named), and ``--command sr`` runs ``geosr sr``
+(the method's own preset, e.g. MMSR's ``depth``) instead of ``dem-sr``.
 """
 
 from __future__ import annotations
@@ -86,6 +89,26 @@ def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: P
     return path
 
 
+def depth_pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
+    """The full-size Middlebury 2005 depth maps and their RGB as GeoTIFFs on a local grid."""
+    from geosr.evaluation.evaluate import load_pairs
+
+    folder = SHARED / "middlebury2005_fullsize_msgnet"
+    if not folder.is_dir():
+        return {}
+    out: dict[str, tuple[Path, Path, list[str]]] = {}
+    t = Affine(1.0, 0, 600000.0, 0, -1.0, 5200000.0)
+    for pair in load_pairs(folder):
+        tp, gp = work / f"mb_{pair.name}_target.tif", work / f"mb_{pair.name}_guide.tif"
+        for path, arr in ((tp, pair.target[None]), (gp, pair.guide)):
+            with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2],
+                               height=arr.shape[1], count=arr.shape[0], dtype="float32",
+                               crs="EPSG:32632", transform=t) as dst:
+                dst.write(arr.astype(np.float32))
+        out[f"middlebury2005_{pair.name}"] = (tp, gp, [])
+    return out
+
+
 def score(out: Path, target: Path) -> dict[str, float]:
     with rasterio.open(out) as o, rasterio.open(target) as t:
         pred = o.read(1, masked=True).astype(np.float64).filled(np.nan)
@@ -131,6 +154,8 @@ def main() -> None:
     ap.add_argument("-O", dest="options", action="append", default=[], metavar="KEY=VALUE",
                     help="a method option for the learned runs (default: none, the default "
                          "command)")
+    ap.add_argument("--command", choices=["dem-sr", "sr"], default="dem-sr",
+                    help="the geosr command run (default dem-sr)")
     ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
@@ -139,7 +164,7 @@ def main() -> None:
     if args.method:
         opts = ["--method", args.method, *opts]
     gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
-    result: dict = {"command": " ".join(["geosr dem-sr --lr LR --guide GUIDE --scale S -o OUT",
+    result: dict = {"command": " ".join([f"geosr {args.command} --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
                     "guide_shift_hr_px": list(gshift) if gshift else None,
                     "rows": []}
@@ -147,7 +172,9 @@ def main() -> None:
         result["rows"] = json.loads(args.json.read_text())["rows"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name, (target, guide, extra) in pairs(work).items():
+        named = args.pairs.split(",") if args.pairs else []
+        extra_pairs = depth_pairs(work) if any(n.startswith("middlebury") for n in named) else {}
+        for name, (target, guide, extra) in {**pairs(work), **extra_pairs}.items():
             if args.pairs and name not in args.pairs.split(","):
                 continue
             if gshift:
@@ -162,7 +189,7 @@ def main() -> None:
                           str(s), "-o", str(out), "--overwrite", *extra)
                     row[k] = score(out, target)
                 out = work / f"{name}_default_x{s}.tif"
-                summary, wall = geosr("dem-sr", "--lr", str(lr), "--guide", str(guide),
+                summary, wall = geosr(args.command, "--lr", str(lr), "--guide", str(guide),
                                       "--scale", str(s), "-o", str(out), "--overwrite", *extra,
                                       *opts)
                 row["default"] = score(out, target)
@@ -186,7 +213,7 @@ def main() -> None:
                     method_rmse = row["unguarded"]["rmse"]
                 elif fired:  # what the method itself gives, for the self-check's table
                     out2 = work / f"{name}_unguarded_x{s}.tif"
-                    geosr("dem-sr", "--lr", str(lr), "--guide", str(guide), "--scale", str(s),
+                    geosr(args.command, "--lr", str(lr), "--guide", str(guide), "--scale", str(s),
                           "-o", str(out2), "--overwrite", "--guard", "off", *extra, *opts)
                     row["unguarded"] = score(out2, target)
                     method_rmse = row["unguarded"]["rmse"]

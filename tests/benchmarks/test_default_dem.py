@@ -75,3 +75,22 @@ def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_pa
     off = write_raster(tmp_path / "off.tif", target[:-4, :-4],
                        Affine(1.0, 0, 600004.0, 0, -1.0, 5339996.0))
     assert score(off, t_path)["rmse"] > 1.0
+
+
+def test_depth_pairs_are_the_middlebury_arrays_on_a_local_grid(tmp_path) -> None:
+    import pytest
+
+    from benchmarks.quality import default_dem
+    from geosr.evaluation.evaluate import load_pairs
+
+    folder = default_dem.SHARED / "middlebury2005_fullsize_msgnet"
+    if not folder.is_dir():
+        pytest.skip("needs ../shared/data/middlebury2005_fullsize_msgnet")
+    pairs = default_dem.depth_pairs(tmp_path)
+    first = load_pairs(folder)[0]
+    target, guide, extra = pairs[f"middlebury2005_{first.name}"]
+    with rasterio.open(target) as t, rasterio.open(guide) as g:
+        assert t.crs is not None and t.transform == g.transform and g.count == 3
+        np.testing.assert_array_equal(t.read(1), first.target)
+        np.testing.assert_array_equal(g.read(), first.guide)
+    assert extra == []
