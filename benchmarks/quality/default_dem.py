@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,19 @@ from geosr.evaluation.bench import pool_reference  # noqa: E402
 from geosr.evaluation.metrics import dem_metrics  # noqa: E402
 
 SHARED = Path(os.environ.get("GEOSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+#: the local grid of pairs that are not georeferenced (1 m pixels, UTM 32N)
+LOCAL_GRID = Affine(1.0, 0, 600000.0, 0, -1.0, 5200000.0)
+
+
+def write_local(path: Path, arr: np.ndarray) -> Path:
+    """``(bands, h, w)`` as a float32 GeoTIFF on :data:`LOCAL_GRID`."""
+    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2], height=arr.shape[1],
+                       count=arr.shape[0], dtype="float32", crs="EPSG:32632",
+                       transform=LOCAL_GRID) as dst:
+        dst.write(arr.astype(np.float32))
+    return path
 
 
 def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
@@ -64,14 +78,9 @@ def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
             continue
         with np.load(f) as z:
             target, guide = z["target"].astype(np.float32), z["guide"].astype(np.float32)
-        t = Affine(1.0, 0, 600000.0, 0, -1.0, 5200000.0)
-        tp, gp = work / f"vhm{i}_target.tif", work / f"vhm{i}_guide.tif"
-        for path, arr in ((tp, target[None]), (gp, guide)):
-            with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2],
-                               height=arr.shape[1], count=arr.shape[0], dtype="float32",
-                               crs="EPSG:32632", transform=t) as dst:
-                dst.write(arr)
-        out[f"vhm_scene{i}"] = (tp, gp, ["--guide-bands", "1,2,3"])
+        out[f"vhm_scene{i}"] = (write_local(work / f"vhm{i}_target.tif", target[None]),
+                                write_local(work / f"vhm{i}_guide.tif", guide),
+                                ["--guide-bands", "1,2,3"])
     return out
 
 
@@ -89,23 +98,20 @@ def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: P
     return path
 
 
-def depth_pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
-    """The full-size Middlebury 2005 depth maps and their RGB as GeoTIFFs on a local grid."""
+def depth_pairs(work: Path, names: list[str]) -> dict[str, tuple[Path, Path, list[str]]]:
+    """Those of the full-size Middlebury 2005 depth maps named (``middlebury2005_art``, ...)
+    and their RGB, as GeoTIFFs on the local grid."""
     from geosr.evaluation.evaluate import load_pairs
 
     folder = SHARED / "middlebury2005_fullsize_msgnet"
     if not folder.is_dir():
         return {}
     out: dict[str, tuple[Path, Path, list[str]]] = {}
-    t = Affine(1.0, 0, 600000.0, 0, -1.0, 5200000.0)
     for pair in load_pairs(folder):
-        tp, gp = work / f"mb_{pair.name}_target.tif", work / f"mb_{pair.name}_guide.tif"
-        for path, arr in ((tp, pair.target[None]), (gp, pair.guide)):
-            with rasterio.open(path, "w", driver="GTiff", width=arr.shape[2],
-                               height=arr.shape[1], count=arr.shape[0], dtype="float32",
-                               crs="EPSG:32632", transform=t) as dst:
-                dst.write(arr.astype(np.float32))
-        out[f"middlebury2005_{pair.name}"] = (tp, gp, [])
+        name = f"middlebury2005_{pair.name}"
+        if name in names:
+            out[name] = (write_local(work / f"mb_{pair.name}_target.tif", pair.target[None]),
+                         write_local(work / f"mb_{pair.name}_guide.tif", pair.guide), [])
     return out
 
 
@@ -121,17 +127,24 @@ def score(out: Path, target: Path) -> dict[str, float]:
     return dem_metrics(pred, ref, px)
 
 
+def combine(a: Path, b: Path, out: Path,
+            fn: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Path:
+    """``fn`` of band 1 of two rasters on one grid (float64, nodata as NaN), written as a
+    float32 GeoTIFF on ``a``'s grid."""
+    with rasterio.open(a) as src_a, rasterio.open(b) as src_b:
+        va = src_a.read(1, masked=True).astype(np.float64).filled(np.nan)
+        vb = src_b.read(1, masked=True).astype(np.float64).filled(np.nan)
+        profile = src_a.profile
+    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
+    with rasterio.open(out, "w", **profile) as dst:
+        dst.write(fn(va, vb).astype(np.float32), 1)
+    return out
+
+
 def unblend(out: Path, lanczos: Path, weight: float, path: Path) -> Path:
     """The method's own output where the guard wrote ``w * method + (1 - w) * lanczos``:
     solved back from the blend and the same lanczos (float32 rounding, divided by ``w``)."""
-    with rasterio.open(out) as o, rasterio.open(lanczos) as z:
-        b = o.read(1, masked=True).astype(np.float64).filled(np.nan)
-        lz = z.read(1, masked=True).astype(np.float64).filled(np.nan)
-        profile = o.profile
-    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(((b - (1.0 - weight) * lz) / weight).astype(np.float32), 1)
-    return path
+    return combine(out, lanczos, path, lambda b, lz: (b - (1.0 - weight) * lz) / weight)
 
 
 def geosr(*args: str) -> tuple[dict, float]:
@@ -173,7 +186,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         named = args.pairs.split(",") if args.pairs else []
-        extra_pairs = depth_pairs(work) if any(n.startswith("middlebury") for n in named) else {}
+        extra_pairs = depth_pairs(work, named)
         for name, (target, guide, extra) in {**pairs(work), **extra_pairs}.items():
             if args.pairs and name not in args.pairs.split(","):
                 continue

@@ -32,7 +32,7 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.default_dem import geosr, pairs, score  # noqa: E402
+from benchmarks.quality.default_dem import combine, geosr, pairs, score  # noqa: E402
 from geosr.evaluation.bench import pool_reference  # noqa: E402
 from geosr.normalize import fit_plane  # noqa: E402
 from geosr.pipeline.auto import SCENE_CROP  # noqa: E402
@@ -64,14 +64,7 @@ def lr_plane(lr: Path) -> dict[str, float]:
 
 def mean_raster(a: Path, b: Path, out: Path) -> Path:
     """The pixel-wise mean of two rasters on one grid, written as a float32 GeoTIFF."""
-    with rasterio.open(a) as src_a, rasterio.open(b) as src_b:
-        va = src_a.read(1, masked=True).astype(np.float64).filled(np.nan)
-        vb = src_b.read(1, masked=True).astype(np.float64).filled(np.nan)
-        profile = src_a.profile
-    profile.update(driver="GTiff", dtype="float32", nodata=np.nan)
-    with rasterio.open(out, "w", **profile) as dst:
-        dst.write(((va + vb) / 2).astype(np.float32), 1)
-    return out
+    return combine(a, b, out, lambda va, vb: (va + vb) / 2)
 
 
 def main() -> None:
