@@ -20,8 +20,10 @@ DSM with its RGB, and the two PixTransform vegetation-height scenes with their 4
 ``--method NAME`` with another method, ``--guide-shift DX,DY`` with the guide's
 georeferencing off by that many HR pixels (east, south): a misregistered orthophoto.
 ``--pairs middlebury2005_art,...`` adds the full-size Middlebury 2005 depth maps with their
-RGB (written on a local 1 m grid; only when named), and ``--command sr`` runs ``geosr sr``
-(the method's own preset, e.g. MMSR's ``depth``) instead of ``dem-sr``.
+RGB (written on a local 1 m grid; only when named; ``--pairs middlebury_dctnet`` adds the
+20 scenes of that set), ``--command sr`` runs ``geosr sr`` (the method's own preset, e.g.
+MMSR's ``depth``) instead of ``dem-sr``, and ``--cli "ARGS"`` adds flags to that command
+(e.g. ``--cli "--mode scene --scene-iterations 300 --guard off"``: one fixed fit).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -98,20 +101,29 @@ def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: P
     return path
 
 
+#: depth-map sets (prefix -> folder under the shared data), added only when named
+DEPTH_SETS = {"middlebury2005": "middlebury2005_fullsize_msgnet",
+              "middlebury_dctnet": "middlebury_dctnet"}
+
+
 def depth_pairs(work: Path, names: list[str]) -> dict[str, tuple[Path, Path, list[str]]]:
-    """Those of the full-size Middlebury 2005 depth maps named (``middlebury2005_art``, ...)
-    and their RGB, as GeoTIFFs on the local grid."""
+    """The depth maps named and their RGB, as GeoTIFFs on the local grid: a pair by its
+    name (``middlebury2005_art``, ``middlebury_dctnet_06``), or a whole set by its prefix
+    (``middlebury_dctnet``: its 20 scenes)."""
     from geosr.evaluation.evaluate import load_pairs
 
-    folder = SHARED / "middlebury2005_fullsize_msgnet"
-    if not folder.is_dir():
-        return {}
     out: dict[str, tuple[Path, Path, list[str]]] = {}
-    for pair in load_pairs(folder):
-        name = f"middlebury2005_{pair.name}"
-        if name in names:
-            out[name] = (write_local(work / f"mb_{pair.name}_target.tif", pair.target[None]),
-                         write_local(work / f"mb_{pair.name}_guide.tif", pair.guide), [])
+    for prefix, sub in DEPTH_SETS.items():
+        folder = SHARED / sub
+        if not folder.is_dir() or not any(n == prefix or n.startswith(prefix + "_")
+                                          for n in names):
+            continue
+        for pair in load_pairs(folder):
+            key = pair.name.lower().removeprefix("middlebury_")
+            name = f"{prefix}_{key}"
+            if name in names or prefix in names:
+                out[name] = (write_local(work / f"{name}_target.tif", pair.target[None]),
+                             write_local(work / f"{name}_guide.tif", pair.guide), [])
     return out
 
 
@@ -172,8 +184,10 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
+    ap.add_argument("--cli", default="", metavar="ARGS",
+                    help="more flags for the command run, in one quoted string")
     args = ap.parse_args()
-    opts = [a for o in args.options for a in ("-O", o)]
+    opts = [a for o in args.options for a in ("-O", o)] + shlex.split(args.cli)
     if args.method:
         opts = ["--method", args.method, *opts]
     gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
@@ -188,7 +202,7 @@ def main() -> None:
         named = args.pairs.split(",") if args.pairs else []
         extra_pairs = depth_pairs(work, named)
         for name, (target, guide, extra) in {**pairs(work), **extra_pairs}.items():
-            if args.pairs and name not in args.pairs.split(","):
+            if args.pairs and name not in args.pairs.split(",") and name not in extra_pairs:
                 continue
             if gshift:
                 guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")

@@ -11,7 +11,11 @@ output), and one change at a time:
   added back to the output (the network and the normalisation see the relief about it);
 - ``seed1``: ``-O seed=1``; the row also scores ``ensemble``, the mean of ``base`` and
   ``seed1`` (twice the fitting time);
-- ``detrend_seed1``: both, to tell the detrending's effect from a seed's.
+- ``detrend_seed1``: both, to tell the detrending's effect from a seed's;
+- ``seed2``: ``-O seed=2``, a third sample of the seed's spread.
+
+``--method`` and ``--guide-shift`` replay another method's record (e.g. the misaligned-guide
+runs of ``benchmarks/robself/results/dem_sr_shifted_guide/``) under the same conditions.
 
 Each output is scored with the DEM metrics against the target, next to lanczos.
 
@@ -32,14 +36,15 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.default_dem import combine, geosr, pairs, score  # noqa: E402
+from benchmarks.quality.default_dem import combine, geosr, pairs, score, shifted_guide  # noqa: E402
 from geosr.evaluation.bench import pool_reference  # noqa: E402
 from geosr.normalize import fit_plane  # noqa: E402
 from geosr.pipeline.auto import SCENE_CROP  # noqa: E402
 
 #: variant -> its method options
 VARIANTS = {"base": [], "slope": ["slope_weight={w}"], "detrend": ["detrend=true"],
-            "seed1": ["seed=1"], "detrend_seed1": ["detrend=true", "seed=1"]}
+            "seed1": ["seed=1"], "detrend_seed1": ["detrend=true", "seed=1"],
+            "seed2": ["seed=2"]}
 
 
 def fitted_like(auto: dict) -> list[str]:
@@ -76,6 +81,11 @@ def main() -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help=", ".join(VARIANTS))
     ap.add_argument("--slope-weight", type=float, default=1.0)
     ap.add_argument("--pairs", default=None, help="comma-separated pair names (default all)")
+    ap.add_argument("--method", default=None,
+                    help="the dem-sr method (default: its own); match --default-json")
+    ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
+                    help="move the guide's georeferencing by DX,DY HR pixels (east, south), "
+                         "as the --default-json run did")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of an existing --json, replacing those rerun")
@@ -86,8 +96,11 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     if unknown := set(variants) - set(VARIANTS):
         ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    result: dict = {"scale": s, "default_json": str(args.default_json.relative_to(ROOT)),
-                    "slope_weight": args.slope_weight, "rows": {}}
+    gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
+    method = ["--method", args.method] if args.method else []
+    result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
+                    "slope_weight": args.slope_weight, "method": args.method,
+                    "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,6 +110,8 @@ def main() -> None:
                 continue
             lr = work / f"{name}_lr.tif"
             pool_reference(target, lr, s)
+            if gshift:
+                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
             fit = fitted_like(chosen[name]["auto"])
             row = result["rows"].setdefault(name, {})
             row["fit"] = " ".join(fit)
@@ -107,7 +122,7 @@ def main() -> None:
             row["lanczos"] = score(lz, target)
 
             common = ["--lr", str(lr), "--guide", str(guide), "--scale", str(s), "--overwrite", "--guard",
-                      "off", *fit, *extra]
+                      "off", *method, *fit, *extra]
 
             def run(out: Path, *opts: str, common: list[str] = common) -> dict:
                 _, wall = geosr("dem-sr", "-o", str(out), *common, *opts)

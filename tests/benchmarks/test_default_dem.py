@@ -94,3 +94,18 @@ def test_depth_pairs_are_the_middlebury_arrays_on_a_local_grid(tmp_path) -> None
         np.testing.assert_array_equal(t.read(1), first.target)
         np.testing.assert_array_equal(g.read(), first.guide)
     assert extra == []
+
+
+def test_a_depth_set_named_by_its_prefix_gives_all_its_scenes(tmp_path) -> None:
+    import pytest
+
+    from benchmarks.quality import default_dem
+
+    if not (default_dem.SHARED / "middlebury_dctnet").is_dir():
+        pytest.skip("needs ../shared/data/middlebury_dctnet")
+    every = default_dem.depth_pairs(tmp_path, ["middlebury_dctnet"])
+    assert len(every) == 20 and "middlebury_dctnet_06" in every
+    (tmp_path / "one").mkdir()
+    one = default_dem.depth_pairs(tmp_path / "one", ["middlebury_dctnet_06", "mashhad_dsm"])
+    assert list(one) == ["middlebury_dctnet_06"]
+    assert default_dem.depth_pairs(tmp_path, ["mashhad_dsm"]) == {}
