@@ -87,6 +87,14 @@ def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
     return out
 
 
+def parse_shift(text: str | None) -> tuple[float, float] | None:
+    """``"DX,DY"`` (HR pixels east, south) as two floats; None for no shift."""
+    if not text:
+        return None
+    dx, dy = (float(v) for v in text.split(","))
+    return dx, dy
+
+
 def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: Path) -> Path:
     """A copy of ``guide`` whose geotransform is moved by ``shift`` HR pixels of
     ``target`` (east, south): every feature of the image lands that far from its place."""
@@ -190,7 +198,7 @@ def main() -> None:
     opts = [a for o in args.options for a in ("-O", o)] + shlex.split(args.cli)
     if args.method:
         opts = ["--method", args.method, *opts]
-    gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
+    gshift = parse_shift(args.guide_shift)
     result: dict = {"command": " ".join([f"geosr {args.command} --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
                     "guide_shift_hr_px": list(gshift) if gshift else None,

@@ -36,7 +36,14 @@ import rasterio
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.default_dem import combine, geosr, pairs, score, shifted_guide  # noqa: E402
+from benchmarks.quality.default_dem import (  # noqa: E402
+    combine,
+    geosr,
+    pairs,
+    parse_shift,
+    score,
+    shifted_guide,
+)
 from geosr.evaluation.bench import pool_reference  # noqa: E402
 from geosr.normalize import fit_plane  # noqa: E402
 from geosr.pipeline.auto import SCENE_CROP  # noqa: E402
@@ -96,7 +103,7 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     if unknown := set(variants) - set(VARIANTS):
         ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
-    gshift = tuple(float(v) for v in args.guide_shift.split(",")) if args.guide_shift else None
+    gshift = parse_shift(args.guide_shift)
     method = ["--method", args.method] if args.method else []
     result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
                     "slope_weight": args.slope_weight, "method": args.method,

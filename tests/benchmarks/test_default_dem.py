@@ -58,7 +58,9 @@ def test_levers_replay_the_auto_choice_and_measure_the_plane(tmp_path) -> None:
 
 
 def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_path) -> None:
-    from benchmarks.quality.default_dem import score, shifted_guide
+    from benchmarks.quality.default_dem import parse_shift, score, shifted_guide
+
+    assert parse_shift("-3,3") == (-3.0, 3.0) and parse_shift(None) is None
 
     rng = np.random.default_rng(2)
     target = (100 + rng.normal(0, 5, (20, 24))).astype(np.float32)
