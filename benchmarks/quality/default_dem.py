@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from geosr.evaluation.bench import pool_reference  # noqa: E402
-from geosr.evaluation.metrics import dem_metrics  # noqa: E402
+from geosr.evaluation.bench import score_against_reference as score  # noqa: E402
 
 SHARED = Path(os.environ.get("GEOSR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -65,8 +65,9 @@ def write_local(path: Path, arr: np.ndarray) -> Path:
     return path
 
 
-def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
-    """name -> (HR target GeoTIFF, guide GeoTIFF, extra CLI args)."""
+def pairs(work: Path, names: list[str] | None = None) -> dict[str, tuple[Path, Path, list[str]]]:
+    """name -> (HR target GeoTIFF, guide GeoTIFF, extra CLI args): every pair, or those
+    ``names`` lists (the others' GeoTIFFs are not written)."""
     out: dict[str, tuple[Path, Path, list[str]]] = {}
     m = SHARED / "geo_mashhad_elevation1_pleiades"
     if m.is_dir():
@@ -77,14 +78,14 @@ def pairs(work: Path) -> dict[str, tuple[Path, Path, list[str]]]:
                                 ign / "ign_lidarhd_870000_6618000_rgb_0p5m.tif", [])
     for i in (0, 1):
         f = SHARED / "geo_pixtransform_vhm" / f"vhm_scene{i}.npz"
-        if not f.exists():
+        if not f.exists() or (names is not None and f"vhm_scene{i}" not in names):
             continue
         with np.load(f) as z:
             target, guide = z["target"].astype(np.float32), z["guide"].astype(np.float32)
         out[f"vhm_scene{i}"] = (write_local(work / f"vhm{i}_target.tif", target[None]),
                                 write_local(work / f"vhm{i}_guide.tif", guide),
                                 ["--guide-bands", "1,2,3"])
-    return out
+    return {k: v for k, v in out.items() if names is None or k in names}
 
 
 def parse_shift(text: str | None) -> tuple[float, float] | None:
@@ -133,18 +134,6 @@ def depth_pairs(work: Path, names: list[str]) -> dict[str, tuple[Path, Path, lis
                 out[name] = (write_local(work / f"{name}_target.tif", pair.target[None]),
                              write_local(work / f"{name}_guide.tif", pair.guide), [])
     return out
-
-
-def score(out: Path, target: Path) -> dict[str, float]:
-    with rasterio.open(out) as o, rasterio.open(target) as t:
-        pred = o.read(1, masked=True).astype(np.float64).filled(np.nan)
-        # the output's grid is the target's, possibly cut to the guide's cover (a moved guide)
-        col, row = (round(v) for v in ~t.transform @ (o.transform.c, o.transform.f))
-        ref = t.read(1, masked=True).astype(np.float64).filled(np.nan)[
-            row: row + o.height, col: col + o.width]
-        pred = pred[: ref.shape[0], : ref.shape[1]]
-        px = abs(t.transform.a)
-    return dem_metrics(pred, ref, px)
 
 
 def combine(a: Path, b: Path, out: Path,
@@ -207,11 +196,9 @@ def main() -> None:
         result["rows"] = json.loads(args.json.read_text())["rows"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        named = args.pairs.split(",") if args.pairs else []
-        extra_pairs = depth_pairs(work, named)
-        for name, (target, guide, extra) in {**pairs(work), **extra_pairs}.items():
-            if args.pairs and name not in args.pairs.split(",") and name not in extra_pairs:
-                continue
+        named = args.pairs.split(",") if args.pairs else None
+        for name, (target, guide, extra) in {**pairs(work, named),
+                                             **depth_pairs(work, named or [])}.items():
             if gshift:
                 guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
             for s in (int(x) for x in args.scales.split(",")):

@@ -112,8 +112,9 @@ def main() -> None:
         result["rows"] = json.loads(args.json.read_text())["rows"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name, (target, guide, extra) in pairs(work).items():
-            if (args.pairs and name not in args.pairs.split(",")) or name not in chosen:
+        for name, (target, guide, extra) in pairs(work, args.pairs.split(",") if args.pairs
+                                                  else None).items():
+            if name not in chosen:
                 continue
             lr = work / f"{name}_lr.tif"
             pool_reference(target, lr, s)
