@@ -23,7 +23,9 @@ georeferencing off by that many HR pixels (east, south): a misregistered orthoph
 RGB (written on a local 1 m grid; only when named; ``--pairs middlebury_dctnet`` adds the
 20 scenes of that set), ``--command sr`` runs ``geosr sr`` (the method's own preset, e.g.
 MMSR's ``depth``) instead of ``dem-sr``, and ``--cli "ARGS"`` adds flags to that command
-(e.g. ``--cli "--mode scene --scene-iterations 300 --guard off"``: one fixed fit).
+(e.g. ``--cli "--mode scene --scene-iterations 300 --guard off"``: one fixed fit), and
+``--window N`` runs on each target's centre N x N pixels (the guide over the same ground,
+16 px wider on each side where it extends so far).
 """
 
 from __future__ import annotations
@@ -110,6 +112,39 @@ def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: P
     return path
 
 
+def centre_window(target: Path, guide: Path, size: int, margin: int, work: Path,
+                  name: str) -> tuple[Path, Path]:
+    """Copies of ``target``'s centre ``size``² pixels and of the ``guide`` over the same
+    ground, ``margin`` target pixels wider on each side where the guide has them (as an
+    orthophoto covers more than the DSM, so that a moved guide still covers the window)."""
+    from rasterio.windows import Window, from_bounds
+    from rasterio.windows import bounds as window_bounds
+
+    def cut(src: Path, win: Window, out: Path) -> Path:
+        with rasterio.open(src) as ds:
+            win = win.intersection(Window(0, 0, ds.width, ds.height))
+            data, profile = ds.read(window=win), ds.profile
+            profile.update(width=int(win.width), height=int(win.height),
+                           transform=ds.window_transform(win))
+        profile.pop("blockxsize", None), profile.pop("blockysize", None)
+        profile.update(driver="GTiff", tiled=False)
+        with rasterio.open(out, "w", **profile) as dst:
+            dst.write(data)
+        return out
+
+    with rasterio.open(target) as t:
+        if size > min(t.width, t.height):
+            raise SystemExit(f"--window {size} is larger than {name} ({t.width}x{t.height})")
+        y0, x0 = (t.height - size) // 2, (t.width - size) // 2
+        win = Window(x0, y0, size, size)
+        bounds = window_bounds(
+            Window(x0 - margin, y0 - margin, size + 2 * margin, size + 2 * margin), t.transform)
+    with rasterio.open(guide) as g:
+        gwin = from_bounds(*bounds, transform=g.transform).round_offsets().round_lengths()
+    return (cut(target, win, work / f"{name}_window_target.tif"),
+            cut(guide, gwin, work / f"{name}_window_guide.tif"))
+
+
 #: depth-map sets (prefix -> folder under the shared data), added only when named
 DEPTH_SETS = {"middlebury2005": "middlebury2005_fullsize_msgnet",
               "middlebury_dctnet": "middlebury_dctnet"}
@@ -181,6 +216,9 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
+    ap.add_argument("--window", type=int, default=None, metavar="N",
+                    help="run on the centre N x N HR pixels of each target (the guide with "
+                         "16 px more on each side where it has them)")
     ap.add_argument("--cli", default="", metavar="ARGS",
                     help="more flags for the command run, in one quoted string")
     args = ap.parse_args()
@@ -191,6 +229,7 @@ def main() -> None:
     result: dict = {"command": " ".join([f"geosr {args.command} --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
                     "guide_shift_hr_px": list(gshift) if gshift else None,
+                    "window_hr_px": args.window,
                     "rows": []}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
@@ -199,6 +238,8 @@ def main() -> None:
         named = args.pairs.split(",") if args.pairs else None
         for name, (target, guide, extra) in {**pairs(work, named),
                                              **depth_pairs(work, named or [])}.items():
+            if args.window:
+                target, guide = centre_window(target, guide, args.window, 16, work, name)
             if gshift:
                 guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
             for s in (int(x) for x in args.scales.split(",")):

@@ -15,7 +15,10 @@ it and the plan (output size, tiles), :func:`choose`:
   inference and the mosaic are paid: between :data:`MIN_STEPS` and :data:`MAX_STEPS`.
 
 It returns the estimated seconds per stage, which ``--dry-run`` prints and the run's summary
-puts next to the measured ones.
+puts next to the measured ones. A finished run records how long its fits and its inference
+took against those estimates (:func:`record`); later choices scale the measured costs by the
+median of the last :data:`CALIBRATION_RUNS` such ratios, so that a short timing taken at a
+busy or an idle moment does not bend every later budget.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -85,6 +89,11 @@ class Costs:
     crop: int
     measured: bool = True
     step_overhead_seconds: float = 0.0
+    #: the factors applied to the timed fit and inference costs (1: none recorded yet)
+    fit_calibration: float = 1.0
+    infer_calibration: float = 1.0
+    #: the cache entry these costs came from ("": not cached, nothing to calibrate)
+    key: str = ""
 
     def step_at(self, side: int) -> float:
         """Seconds of one step on a ``side``² LR crop: the overhead, plus the rest in
@@ -94,7 +103,43 @@ class Costs:
 
 
 #: bump when what :func:`measure` times changes, so that older cached entries are ignored
-COST_MODEL_VERSION = 2
+COST_MODEL_VERSION = 3
+#: the recorded runs whose ratios of measured to estimated seconds calibrate the cost model
+CALIBRATION_RUNS = 5
+#: a ratio outside these bounds is not recorded (a run suspended, or a machine swapped)
+RATIO_BOUNDS = (0.25, 4.0)
+#: stages estimated shorter than this (seconds) are too short to calibrate from
+MIN_CALIBRATION_SECONDS = 5.0
+_TIMED = ("step_seconds", "infer_seconds_per_pixel", "crop", "measured",
+          "step_overhead_seconds")
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_cache(path: Path, cache: dict[str, Any]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: measure again next time
+        pass
+
+
+def _calibrated(key: str, entry: dict[str, Any]) -> Costs:
+    """The timed costs of a cache entry, scaled by its recorded runs' median ratios."""
+    timed = {k: entry[k] for k in _TIMED if k in entry}
+    fit = statistics.median(entry.get("fit_ratios") or [1.0])
+    infer = statistics.median(entry.get("infer_ratios") or [1.0])
+    return Costs(**{**timed, "step_seconds": timed["step_seconds"] * fit,
+                    "step_overhead_seconds": timed.get("step_overhead_seconds", 0.0) * fit,
+                    "infer_seconds_per_pixel": timed["infer_seconds_per_pixel"] * infer},
+                 fit_calibration=fit, infer_calibration=infer, key=key)
 
 
 def measure(method: str, options: dict[str, Any], scale: int, channels: int, crop: int,
@@ -108,12 +153,9 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
         [COST_MODEL_VERSION, _machine(), device, method, opts, scale, channels, crop,
          back_project_iterations], sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_path()
-    try:
-        cache = json.loads(path.read_text())
-    except (OSError, ValueError):
-        cache = {}
+    cache = _read_cache(path)
     if key in cache:
-        return Costs(**cache[key])
+        return _calibrated(key, cache[key])
     from geosr.models.backproject import back_project
 
     rng = np.random.default_rng(0)
@@ -146,16 +188,49 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
     pred = m.predict_from(state, lr2, g2, scale)
     back_project(pred, lr2, np.ones_like(lr2, dtype=bool), scale, back_project_iterations)
     infer = (time.perf_counter() - t) / (big * scale) ** 2
-    costs = Costs(step, infer, crop, step_overhead_seconds=overhead)
-    cache[key] = dataclasses.asdict(costs)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1))
-        os.replace(tmp, path)
-    except OSError:  # a read-only home: measure again next time
-        pass
+    costs = Costs(step, infer, crop, step_overhead_seconds=overhead, key=key)
+    cache = _read_cache(path)  # as it is now: another run may have written it meanwhile
+    cache[key] = {k: v for k, v in dataclasses.asdict(costs).items() if k in _TIMED}
+    _write_cache(path, cache)
     return costs
+
+
+def record(choice: Choice, actual: dict[str, float]) -> dict[str, float]:
+    """Record a finished run's measured seconds per stage (``self_check``, ``scene``,
+    ``tiles``) against ``choice``'s estimates in the cost model's cache: the fits' ratio,
+    and in scene mode the tiles' inference's. Returns the ratios recorded.
+
+    Only for a choice from a cached, measured model; the caller leaves out stages that did not
+    run here as estimated (the guard's lanczos, tiles reused by a resumed run or run on a
+    cluster)."""
+    costs = choice.costs
+    if costs is None or not costs.key:
+        return {}
+    est = choice.estimate
+    fit_keys = [k for k in ("self_check", "scene") if k in est and k in actual]
+    if choice.mode == "tile" and "tiles" in actual:
+        fit_keys.append("tiles")
+    ratios: dict[str, float] = {}
+    # estimates are of the uncalibrated model times its calibration: divide it out
+    fit_est = sum(est[k] for k in fit_keys)
+    if fit_est >= MIN_CALIBRATION_SECONDS:
+        ratios["fit_ratios"] = (sum(actual[k] for k in fit_keys) / fit_est
+                                * costs.fit_calibration)
+    if choice.mode == "scene" and "tiles" in actual and est.get("tiles", 0.0) >= \
+            MIN_CALIBRATION_SECONDS:
+        ratios["infer_ratios"] = actual["tiles"] / est["tiles"] * costs.infer_calibration
+    ratios = {k: v for k, v in ratios.items() if RATIO_BOUNDS[0] <= v <= RATIO_BOUNDS[1]}
+    if not ratios:
+        return {}
+    path = cache_path()
+    cache = _read_cache(path)
+    entry = cache.get(costs.key)
+    if entry is None:
+        return {}
+    for k, v in ratios.items():
+        entry[k] = [*entry.get(k, []), round(v, 4)][-CALIBRATION_RUNS:]
+    _write_cache(path, cache)
+    return ratios
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 
 from geosr.errors import InputError, RasterIOError
 from geosr.pipeline.auto import Choice
+from geosr.pipeline.auto import record as record_costs
 from geosr.pipeline.auto import resolve as resolve_auto
 from geosr.pipeline.auto import total as auto_total
 from geosr.pipeline.config import (
@@ -250,6 +251,22 @@ def auto_summary(choice: Choice | None, seconds: dict[str, float]) -> dict[str, 
     return d
 
 
+def calibrate(choice: Choice | None, seconds: dict[str, float], *, guard: dict[str, Any] | None,
+              scene_summary: dict[str, Any] | None, counts: dict[str, int],
+              client: Any) -> None:
+    """Record this run's measured stages against auto mode's estimates (the cost model's
+    calibration), leaving out what did not run here as estimated."""
+    if choice is None or choice.costs is None:
+        return
+    actual = {"self_check": seconds.get("self-check", 0.0)}
+    fired = bool(guard and guard.get("fired"))
+    if "scene" in seconds and not fired and not (scene_summary or {}).get("reused"):
+        actual["scene"] = seconds["scene"]
+    if not fired and client is None and counts.get("reused", 0) == 0:
+        actual["tiles"] = seconds.get("tiles", 0.0)
+    record_costs(choice, actual)
+
+
 def write_output(plan: Plan, store: TileStore, out: Path, config: RunConfig, clock: _Clock,
                  temps: list[Path], tags: dict[str, str] | None = None) -> None:
     """Mosaic the stored tiles into a temporary GeoTIFF (then a COG), renamed into place."""
@@ -427,6 +444,8 @@ def _run_locked(
                                                ("guard", guard)) if v is not None}
         stac_path = str(write_item(plan, out, cog=output.cog, properties=props))
     timings = dict(clock.seconds, total=clock.total())
+    calibrate(choice, timings, guard=guard, scene_summary=scene_summary, counts=counts,
+              client=client)
     out_px = plan.grid.width * plan.grid.height
     return {
         "output": str(out),

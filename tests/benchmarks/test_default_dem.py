@@ -111,3 +111,29 @@ def test_a_depth_set_named_by_its_prefix_gives_all_its_scenes(tmp_path) -> None:
     one = default_dem.depth_pairs(tmp_path / "one", ["middlebury_dctnet_06", "mashhad_dsm"])
     assert list(one) == ["middlebury_dctnet_06"]
     assert default_dem.depth_pairs(tmp_path, ["mashhad_dsm"]) == {}
+
+
+def test_a_centre_window_cuts_the_target_and_the_guide_over_the_same_ground(tmp_path) -> None:
+    from benchmarks.quality.default_dem import centre_window
+
+    rng = np.random.default_rng(3)
+    target = rng.normal(0, 5, (40, 48)).astype(np.float32)
+    guide = rng.random((3, 80, 96)).astype(np.float32)
+    t_path = write_raster(tmp_path / "target.tif", target, T)
+    g_path = write_raster(tmp_path / "guide.tif", guide,
+                          Affine(0.5, 0, 600000.0, 0, -0.5, 5340000.0))
+    t2, g2 = centre_window(t_path, g_path, 16, 4, tmp_path, "p")
+    with rasterio.open(t2) as t, rasterio.open(g2) as g:
+        np.testing.assert_array_equal(t.read(1), target[12:28, 16:32])
+        assert (t.transform.c, t.transform.f) == (600016.0, 5340000.0 - 12)
+        # the guide: 4 target px (8 guide px) wider on each side, the same pixels
+        assert (g.width, g.height) == (48, 48)
+        assert (g.transform.c, g.transform.f) == (600012.0, 5340000.0 - 8)
+        np.testing.assert_array_equal(g.read(), guide[:, 16:64, 24:72])
+    # near the edge the guide is cut where it ends; a window larger than the target is refused
+    _, g3 = centre_window(t_path, g_path, 36, 4, tmp_path, "q")
+    with rasterio.open(g3) as g:
+        assert (g.width, g.height) == (88, 80)
+    import pytest
+    with pytest.raises(SystemExit, match="larger than"):
+        centre_window(t_path, g_path, 44, 4, tmp_path, "r")

@@ -132,3 +132,54 @@ def test_tile_mode_shortened_when_most_of_its_steps_fit(scene) -> None:
     assert auto_mode.total(short.estimate) <= 0.9 * need * 1.01
     _, scene_choice = auto_mode.choose(cfg, plan, budget=0.5 * need, costs=costs)
     assert scene_choice.mode == "scene"
+
+
+def test_recorded_runs_calibrate_the_cost_model(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu")
+    assert first.key and first.fit_calibration == first.infer_calibration == 1.0
+
+    def choice(costs, scale=1.0):
+        est = {"self_check": 10.0 * scale, "scene": 10.0 * scale, "tiles": 6.0, "io": 1.0}
+        return auto_mode.Choice("scene", "", 60.0, est, 100, costs)
+
+    # fits took 1.5x their estimate, the tiles' inference half of it
+    got = auto_mode.record(choice(first), {"self_check": 15.0, "scene": 15.0, "tiles": 3.0})
+    assert got == pytest.approx({"fit_ratios": 1.5, "infer_ratios": 0.5})
+    second = auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu")  # from the cache, calibrated
+    assert second.step_seconds == pytest.approx(1.5 * first.step_seconds)
+    assert second.step_overhead_seconds == pytest.approx(1.5 * first.step_overhead_seconds)
+    assert second.infer_seconds_per_pixel == pytest.approx(0.5 * first.infer_seconds_per_pixel)
+    assert second.fit_calibration == pytest.approx(1.5)
+    # a run as long as the calibrated estimate confirms 1.5 (ratios are of the timed model);
+    # one slow outlier moves nothing: the median of the recorded runs is used
+    auto_mode.record(choice(second, 1.5), {"self_check": 15.0, "scene": 15.0})
+    auto_mode.record(choice(second, 1.5), {"self_check": 30.0, "scene": 30.0})
+    assert auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu").fit_calibration == pytest.approx(1.5)
+    # a run suspended for an hour is not recorded, nor a model that is not from the cache
+    assert auto_mode.record(choice(second, 1.5), {"self_check": 900.0, "scene": 900.0}) == {}
+    assert auto_mode.record(choice(COSTS), {"self_check": 15.0, "scene": 15.0}) == {}
+    cache = json.loads(auto_mode.cache_path().read_text())
+    assert cache[first.key]["fit_ratios"] == [1.5, 1.5, 3.0]
+    # a tile-mode run's tiles are fits
+    tile = auto_mode.Choice("tile", "", 60.0, {"self_check": 5.0, "tiles": 20.0}, 100, second)
+    assert auto_mode.record(tile, {"self_check": 5.0, "tiles": 20.0}) == pytest.approx(
+        {"fit_ratios": 1.5})
+
+
+def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(auto_mode, "MIN_STEPS", 5)
+    monkeypatch.setattr(auto_mode, "SCENE_CROP", 8)
+    monkeypatch.setattr(auto_mode, "MIN_CALIBRATION_SECONDS", 0.0)
+    r = CliRunner().invoke(cli, ["sr", "--lr", scene["lr"], "--guide", scene["guide"],
+                                 "--scale", "4", "-o", str(tmp_path / "o.tif"),
+                                 "--budget", "3s", "--json", "-", "-q"])
+    assert r.exit_code == 0, r.output
+    a = json.loads(r.stdout)["auto"]
+    entry = json.loads(auto_mode.cache_path().read_text())[a["cost_model"]["key"]]
+    fit_est = sum(a["estimated_seconds"][k] for k in ("self_check", "scene", "tiles")
+                  if k in a["estimated_seconds"] and (k != "tiles" or a["mode"] == "tile"))
+    fit_actual = sum(a["actual_seconds"][k] for k in ("self_check", "scene", "tiles")
+                     if k in a["actual_seconds"] and (k != "tiles" or a["mode"] == "tile"))
+    assert entry["fit_ratios"] == [pytest.approx(fit_actual / fit_est, rel=0.05)]
