@@ -79,15 +79,14 @@ def main() -> None:
                    "actual_total_seconds": auto["actual_total_seconds"],
                    "over_budget": round(auto["actual_total_seconds"] / auto["budget_seconds"]
                                         - 1, 4),
-                   "fit_calibration": cm.get("fit_calibration"),
-                   "infer_calibration": cm.get("infer_calibration"),
+                   "calibration": cm.get("calibration"),
                    "wall_seconds": round(wall, 1),
                    "load_average_before_after": [round(load_before, 2),
                                                  round(os.getloadavg()[0], 2)]}
             result["rows"].append(row)
             print(json.dumps({k: row[k] for k in ("run", "mode", "iterations",
                                                    "actual_total_seconds", "over_budget",
-                                                   "fit_calibration")}),
+                                                   "calibration")}),
                   file=sys.stderr, flush=True)
             if a.json:
                 a.json.write_text(json.dumps(result, indent=1) + "\n")

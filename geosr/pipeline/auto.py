@@ -15,10 +15,10 @@ it and the plan (output size, tiles), :func:`choose`:
   inference and the mosaic are paid: between :data:`MIN_STEPS` and :data:`MAX_STEPS`.
 
 It returns the estimated seconds per stage, which ``--dry-run`` prints and the run's summary
-puts next to the measured ones. A finished run records how long its fits and its inference
-took against those estimates (:func:`record`); later choices scale the measured costs by the
-median of the last :data:`CALIBRATION_RUNS` such ratios, so that a short timing taken at a
-busy or an idle moment does not bend every later budget.
+puts next to the measured ones. A finished run records how long each stage took against its
+estimate (:func:`record`); later choices scale each stage's estimate by the median of its
+last :data:`CALIBRATION_RUNS` such ratios, so that a short timing taken at a busy or an idle
+moment, or a stage that costs more than its timed steps, does not bend every later budget.
 """
 
 from __future__ import annotations
@@ -89,11 +89,14 @@ class Costs:
     crop: int
     measured: bool = True
     step_overhead_seconds: float = 0.0
-    #: the factors applied to the timed fit and inference costs (1: none recorded yet)
-    fit_calibration: float = 1.0
-    infer_calibration: float = 1.0
+    #: stage (:data:`STAGES`) -> the factor its estimate is scaled by (absent: 1, no run
+    #: recorded yet)
+    calibration: dict[str, float] = dataclasses.field(default_factory=dict)
     #: the cache entry these costs came from ("": not cached, nothing to calibrate)
     key: str = ""
+
+    def factor(self, stage: str) -> float:
+        return self.calibration.get(stage, 1.0)
 
     def step_at(self, side: int) -> float:
         """Seconds of one step on a ``side``² LR crop: the overhead, plus the rest in
@@ -112,6 +115,9 @@ RATIO_BOUNDS = (0.25, 4.0)
 MIN_CALIBRATION_SECONDS = 5.0
 _TIMED = ("step_seconds", "infer_seconds_per_pixel", "crop", "measured",
           "step_overhead_seconds")
+#: the stages calibrated apart: the self-check, tile mode's fits, scene mode's network fit
+#: and its tiles' inference
+STAGES = ("self_check", "tile_fits", "scene", "inference")
 
 
 def _read_cache(path: Path) -> dict[str, Any]:
@@ -132,14 +138,12 @@ def _write_cache(path: Path, cache: dict[str, Any]) -> None:
 
 
 def _calibrated(key: str, entry: dict[str, Any]) -> Costs:
-    """The timed costs of a cache entry, scaled by its recorded runs' median ratios."""
+    """The timed costs of a cache entry, with each stage's median ratio of its recorded
+    runs."""
     timed = {k: entry[k] for k in _TIMED if k in entry}
-    fit = statistics.median(entry.get("fit_ratios") or [1.0])
-    infer = statistics.median(entry.get("infer_ratios") or [1.0])
-    return Costs(**{**timed, "step_seconds": timed["step_seconds"] * fit,
-                    "step_overhead_seconds": timed.get("step_overhead_seconds", 0.0) * fit,
-                    "infer_seconds_per_pixel": timed["infer_seconds_per_pixel"] * infer},
-                 fit_calibration=fit, infer_calibration=infer, key=key)
+    ratios = entry.get("ratios", {})
+    return Costs(**timed, key=key, calibration={
+        st: round(statistics.median(ratios[st]), 4) for st in STAGES if ratios.get(st)})
 
 
 def measure(method: str, options: dict[str, Any], scale: int, channels: int, crop: int,
@@ -195,31 +199,35 @@ def measure(method: str, options: dict[str, Any], scale: int, channels: int, cro
     return costs
 
 
+def _stage(choice: Choice, key: str) -> str:
+    """The calibrated stage of an estimate's key (``tiles`` are fits in tile mode)."""
+    if key == "tiles":
+        return "tile_fits" if choice.mode == "tile" else "inference"
+    return key
+
+
 def record(choice: Choice, actual: dict[str, float]) -> dict[str, float]:
     """Record a finished run's measured seconds per stage (``self_check``, ``scene``,
-    ``tiles``) against ``choice``'s estimates in the cost model's cache: the fits' ratio,
-    and in scene mode the tiles' inference's. Returns the ratios recorded.
+    ``tiles``) against ``choice``'s estimates in the cost model's cache. Returns the ratios
+    recorded, by :data:`STAGES` name.
 
     Only for a choice from a cached, measured model; the caller leaves out stages that did not
     run here as estimated (the guard's lanczos, tiles reused by a resumed run or run on a
-    cluster)."""
+    cluster). Stages estimated under :data:`MIN_CALIBRATION_SECONDS` are not recorded, nor
+    ratios outside :data:`RATIO_BOUNDS`."""
     costs = choice.costs
     if costs is None or not costs.key:
         return {}
-    est = choice.estimate
-    fit_keys = [k for k in ("self_check", "scene") if k in est and k in actual]
-    if choice.mode == "tile" and "tiles" in actual:
-        fit_keys.append("tiles")
     ratios: dict[str, float] = {}
-    # estimates are of the uncalibrated model times its calibration: divide it out
-    fit_est = sum(est[k] for k in fit_keys)
-    if fit_est >= MIN_CALIBRATION_SECONDS:
-        ratios["fit_ratios"] = (sum(actual[k] for k in fit_keys) / fit_est
-                                * costs.fit_calibration)
-    if choice.mode == "scene" and "tiles" in actual and est.get("tiles", 0.0) >= \
-            MIN_CALIBRATION_SECONDS:
-        ratios["infer_ratios"] = actual["tiles"] / est["tiles"] * costs.infer_calibration
-    ratios = {k: v for k, v in ratios.items() if RATIO_BOUNDS[0] <= v <= RATIO_BOUNDS[1]}
+    for k in ("self_check", "scene", "tiles"):
+        est = choice.estimate.get(k, 0.0)
+        if k not in actual or est < MIN_CALIBRATION_SECONDS:
+            continue
+        stage = _stage(choice, k)
+        # the estimate is the timed model's times its factor: the ratio is to the timed model
+        ratio = actual[k] / est * costs.factor(stage)
+        if RATIO_BOUNDS[0] <= ratio <= RATIO_BOUNDS[1]:
+            ratios[stage] = ratio
     if not ratios:
         return {}
     path = cache_path()
@@ -227,8 +235,9 @@ def record(choice: Choice, actual: dict[str, float]) -> dict[str, float]:
     entry = cache.get(costs.key)
     if entry is None:
         return {}
-    for k, v in ratios.items():
-        entry[k] = [*entry.get(k, []), round(v, 4)][-CALIBRATION_RUNS:]
+    kept = entry.setdefault("ratios", {})
+    for stage, v in ratios.items():
+        kept[stage] = [*kept.get(stage, []), round(v, 4)][-CALIBRATION_RUNS:]
     _write_cache(path, cache)
     return ratios
 
@@ -276,8 +285,10 @@ def choose(config: RunConfig, plan: Plan, budget: float | None = None,
     lay = plan.layout
     tile_px = lay.predicted_pixels() * s * s
     iters = int(config.options.get("iterations", 1000))
-    tile_fit = iters * (costs.step_overhead_seconds * len(lay) + per_px_step * tile_px)
-    check_fit = iters * (costs.step_overhead_seconds + per_px_step * tile_px / s**2)
+    tile_fit = (iters * (costs.step_overhead_seconds * len(lay) + per_px_step * tile_px)
+                * costs.factor("tile_fits"))
+    check_fit = (iters * (costs.step_overhead_seconds + per_px_step * tile_px / s**2)
+                 * costs.factor("self_check"))
     tile_total = tile_fit + (check_fit if config.guard else 0.0) + io
     if tile_total <= budget:
         est = {"tiles": tile_fit, "io": io}
@@ -297,13 +308,14 @@ def choose(config: RunConfig, plan: Plan, budget: float | None = None,
         return short, Choice(
             "tile", f"{len(lay)} tile fits of {fit} steps ({f:.0%} of {iters}) fit the budget",
             budget, est, fit, costs)
-    infer = costs.infer_seconds_per_pixel * tile_px
-    infer_check = infer / s**2
+    infer = costs.infer_seconds_per_pixel * tile_px * costs.factor("inference")
+    infer_check = costs.infer_seconds_per_pixel * tile_px / s**2 * costs.factor("self_check")
     # a step costs about its crop's pixels; crops are clipped to the scene (and the self-check's
     # to its coarser copy, scale² times smaller)
     h, w = plan.grid.lr_window.height, plan.grid.lr_window.width
-    step = costs.step_at(min(SCENE_CROP, h, w))
-    step_check = costs.step_at(max(4, min(SCENE_CROP, h // s, w // s)))
+    step = costs.step_at(min(SCENE_CROP, h, w)) * costs.factor("scene")
+    step_check = (costs.step_at(max(4, min(SCENE_CROP, h // s, w // s)))
+                  * costs.factor("self_check"))
     check = config.guard and not is_resampler(config.method)
     left = budget - io - infer - (infer_check if check else 0.0)
     per_step = step + (step_check if check else 0.0)

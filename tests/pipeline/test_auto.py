@@ -137,34 +137,45 @@ def test_tile_mode_shortened_when_most_of_its_steps_fit(scene) -> None:
 def test_recorded_runs_calibrate_the_cost_model(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu")
-    assert first.key and first.fit_calibration == first.infer_calibration == 1.0
+    assert first.key and first.calibration == {} and first.factor("scene") == 1.0
 
-    def choice(costs, scale=1.0):
-        est = {"self_check": 10.0 * scale, "scene": 10.0 * scale, "tiles": 6.0, "io": 1.0}
-        return auto_mode.Choice("scene", "", 60.0, est, 100, costs)
+    def choice(costs, scene=10.0, mode="scene"):
+        est = {"self_check": 10.0, "scene": scene, "tiles": 6.0, "io": 1.0}
+        return auto_mode.Choice(mode, "", 60.0, est, 100, costs)
 
-    # fits took 1.5x their estimate, the tiles' inference half of it
-    got = auto_mode.record(choice(first), {"self_check": 15.0, "scene": 15.0, "tiles": 3.0})
-    assert got == pytest.approx({"fit_ratios": 1.5, "infer_ratios": 0.5})
+    # the scene fit took 1.5x its estimate, the self-check its estimate, the inference half
+    got = auto_mode.record(choice(first), {"self_check": 10.0, "scene": 15.0, "tiles": 3.0})
+    assert got == pytest.approx({"self_check": 1.0, "scene": 1.5, "inference": 0.5})
     second = auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu")  # from the cache, calibrated
-    assert second.step_seconds == pytest.approx(1.5 * first.step_seconds)
-    assert second.step_overhead_seconds == pytest.approx(1.5 * first.step_overhead_seconds)
-    assert second.infer_seconds_per_pixel == pytest.approx(0.5 * first.infer_seconds_per_pixel)
-    assert second.fit_calibration == pytest.approx(1.5)
+    assert second.step_seconds == first.step_seconds  # the timing itself is kept
+    assert second.calibration == pytest.approx({"self_check": 1.0, "scene": 1.5,
+                                                "inference": 0.5})
     # a run as long as the calibrated estimate confirms 1.5 (ratios are of the timed model);
     # one slow outlier moves nothing: the median of the recorded runs is used
-    auto_mode.record(choice(second, 1.5), {"self_check": 15.0, "scene": 15.0})
-    auto_mode.record(choice(second, 1.5), {"self_check": 30.0, "scene": 30.0})
-    assert auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu").fit_calibration == pytest.approx(1.5)
+    auto_mode.record(choice(second, 15.0), {"scene": 15.0})
+    auto_mode.record(choice(second, 15.0), {"scene": 30.0})
+    assert auto_mode.measure("mmsr", {}, 2, 3, 8, "cpu").factor("scene") == pytest.approx(1.5)
     # a run suspended for an hour is not recorded, nor a model that is not from the cache
-    assert auto_mode.record(choice(second, 1.5), {"self_check": 900.0, "scene": 900.0}) == {}
+    assert auto_mode.record(choice(second, 15.0), {"scene": 900.0}) == {}
     assert auto_mode.record(choice(COSTS), {"self_check": 15.0, "scene": 15.0}) == {}
     cache = json.loads(auto_mode.cache_path().read_text())
-    assert cache[first.key]["fit_ratios"] == [1.5, 1.5, 3.0]
-    # a tile-mode run's tiles are fits
-    tile = auto_mode.Choice("tile", "", 60.0, {"self_check": 5.0, "tiles": 20.0}, 100, second)
-    assert auto_mode.record(tile, {"self_check": 5.0, "tiles": 20.0}) == pytest.approx(
-        {"fit_ratios": 1.5})
+    assert cache[first.key]["ratios"]["scene"] == [1.5, 1.5, 3.0]
+    # tile mode's tiles are fits, calibrated apart from scene mode's inference
+    tile = auto_mode.Choice("tile", "", 60.0, {"tiles": 20.0}, 100, second)
+    assert auto_mode.record(tile, {"tiles": 40.0}) == pytest.approx({"tile_fits": 2.0})
+
+
+def test_a_calibrated_stage_gets_fewer_steps(scene) -> None:
+    cfg = run_config(scale=4, method="mmsr", guard=True)
+    plan = make_plan(scene["lr"], scene["guide"],
+                     RunConfig(scale=4, method="mmsr", method_options=cfg.options))
+    _, plain = auto_mode.choose(cfg, plan, budget=60, costs=COSTS)
+    slow = dataclasses.replace(COSTS, calibration={"scene": 2.0})
+    _, fewer = auto_mode.choose(cfg, plan, budget=60, costs=slow)
+    assert plain.mode == fewer.mode == "scene" and fewer.iterations < plain.iterations
+    assert fewer.estimate["scene"] / fewer.iterations == pytest.approx(
+        2 * plain.estimate["scene"] / plain.iterations)
+    assert auto_mode.total(fewer.estimate) == pytest.approx(60, rel=0.05)
 
 
 def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monkeypatch) -> None:
@@ -177,9 +188,10 @@ def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monke
                                  "--budget", "3s", "--json", "-", "-q"])
     assert r.exit_code == 0, r.output
     a = json.loads(r.stdout)["auto"]
-    entry = json.loads(auto_mode.cache_path().read_text())[a["cost_model"]["key"]]
-    fit_est = sum(a["estimated_seconds"][k] for k in ("self_check", "scene", "tiles")
-                  if k in a["estimated_seconds"] and (k != "tiles" or a["mode"] == "tile"))
-    fit_actual = sum(a["actual_seconds"][k] for k in ("self_check", "scene", "tiles")
-                     if k in a["actual_seconds"] and (k != "tiles" or a["mode"] == "tile"))
-    assert entry["fit_ratios"] == [pytest.approx(fit_actual / fit_est, rel=0.05)]
+    ratios = json.loads(auto_mode.cache_path().read_text())[a["cost_model"]["key"]]["ratios"]
+    est, actual = a["estimated_seconds"], a["actual_seconds"]
+    assert a["mode"] == "scene" and set(ratios) == {"self_check", "scene", "inference"}
+    for key, stage in (("self_check", "self_check"), ("scene", "scene"), ("tiles", "inference")):
+        # the summary's seconds are rounded to 0.1 s
+        low, high = (actual[key] - 0.05) / (est[key] + 0.05), (actual[key] + 0.05) / (est[key] - 0.05)
+        assert len(ratios[stage]) == 1 and low <= ratios[stage][0] <= high
