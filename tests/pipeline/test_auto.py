@@ -60,7 +60,7 @@ def test_scene_mode_with_the_steps_the_budget_leaves(scene) -> None:
     assert out.scene.iterations == choice.iterations
     assert auto_mode.MIN_STEPS <= choice.iterations <= auto_mode.MAX_STEPS
     assert set(choice.estimate) == {"scene", "self_check", "tiles", "io"}
-    assert auto_mode.total(choice.estimate) == pytest.approx(60, rel=0.05)
+    assert auto_mode.total(choice.estimate) == pytest.approx(auto_mode.PLAN_FRACTION * 60, rel=0.02)
     # more budget, more steps; the guard off frees the self-check's share
     _, more = auto_mode.choose(cfg, _plan(scene), 90, COSTS)
     _, unguarded = auto_mode.choose(RunConfig(scale=4, method="mmsr",
@@ -86,7 +86,8 @@ def test_dry_run_prints_the_choice_and_estimates(scene, monkeypatch) -> None:
     a = info["auto"]
     assert a["mode"] == "scene" == info["mode"]["mode"] and a["budget_seconds"] == 60
     assert set(a["estimated_seconds"]) == {"scene", "self_check", "tiles", "io"}
-    assert a["estimated_total_seconds"] == pytest.approx(60, rel=0.05)
+    # planned to fill the budget's PLAN_FRACTION, the rest a margin for the estimate's error
+    assert a["estimated_total_seconds"] == pytest.approx(auto_mode.PLAN_FRACTION * 60, rel=0.02)
     assert info["mode"]["iterations"] == a["iterations"]
     assert not (scene["dir"] / "o.tif").exists()
 
@@ -175,7 +176,8 @@ def test_a_calibrated_stage_gets_fewer_steps(scene) -> None:
     assert plain.mode == fewer.mode == "scene" and fewer.iterations < plain.iterations
     assert fewer.estimate["scene"] / fewer.iterations == pytest.approx(
         2 * plain.estimate["scene"] / plain.iterations)
-    assert auto_mode.total(fewer.estimate) == pytest.approx(60, rel=0.05)
+    assert auto_mode.total(fewer.estimate) == pytest.approx(auto_mode.PLAN_FRACTION * 60,
+                                                            rel=0.02)
 
 
 def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monkeypatch) -> None:
@@ -183,6 +185,7 @@ def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monke
     monkeypatch.setattr(auto_mode, "MIN_STEPS", 5)
     monkeypatch.setattr(auto_mode, "SCENE_CROP", 8)
     monkeypatch.setattr(auto_mode, "MIN_CALIBRATION_SECONDS", 0.0)
+    monkeypatch.setattr(auto_mode, "RATIO_BOUNDS", (0.0, float("inf")))
     r = CliRunner().invoke(cli, ["sr", "--lr", scene["lr"], "--guide", scene["guide"],
                                  "--scale", "4", "-o", str(tmp_path / "o.tif"),
                                  "--budget", "3s", "--json", "-", "-q"])
@@ -192,6 +195,7 @@ def test_an_auto_run_records_its_stages_in_the_cost_model(scene, tmp_path, monke
     est, actual = a["estimated_seconds"], a["actual_seconds"]
     assert a["mode"] == "scene" and set(ratios) == {"self_check", "scene", "inference"}
     for key, stage in (("self_check", "self_check"), ("scene", "scene"), ("tiles", "inference")):
-        # the summary's seconds are rounded to 0.1 s
+        if est[key] < 0.5:  # the summary's seconds are rounded to 0.1 s
+            continue
         low, high = (actual[key] - 0.05) / (est[key] + 0.05), (actual[key] + 0.05) / (est[key] - 0.05)
         assert len(ratios[stage]) == 1 and low <= ratios[stage][0] <= high
