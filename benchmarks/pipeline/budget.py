@@ -16,28 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.quality.default_dem import pairs  # noqa: E402
+from benchmarks.quality.default_dem import geosr, pairs  # noqa: E402
 from geosr.evaluation.bench import pool_reference  # noqa: E402
-
-
-def run(args: list[str], cache: Path) -> tuple[dict, float]:
-    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    t0 = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "geosr", *args, "--json", "-", "-q"],
-                       capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr[-2000:])
-    return json.loads(r.stdout), wall
 
 
 def main() -> None:
@@ -66,9 +53,10 @@ def main() -> None:
         cache = work / "cache"
         for i in range(a.runs):
             load_before = os.getloadavg()[0]
-            summary, wall = run([a.command, "--lr", str(lr), "--guide", str(guide), "--scale",
-                                 str(a.scale), "-o", str(work / "out.tif"), "--overwrite",
-                                 *pair_args, *extra], cache)
+            summary, wall = geosr(a.command, "--lr", str(lr), "--guide", str(guide), "--scale",
+                                  str(a.scale), "-o", str(work / "out.tif"), "--overwrite",
+                                  *pair_args, *extra,
+                                  env={**os.environ, "XDG_CACHE_HOME": str(cache)})
             auto = summary["auto"]
             cm = auto.get("cost_model") or {}
             row = {"run": i + 1, "mode": auto["mode"], "iterations": auto.get("iterations"),

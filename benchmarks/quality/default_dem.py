@@ -191,10 +191,12 @@ def unblend(out: Path, lanczos: Path, weight: float, path: Path) -> Path:
     return combine(out, lanczos, path, lambda b, lz: (b - (1.0 - weight) * lz) / weight)
 
 
-def geosr(*args: str) -> tuple[dict, float]:
+def geosr(*args: str, env: dict[str, str] | None = None) -> tuple[dict, float]:
+    """Run ``geosr ARGS --json -q`` (with ``env`` as its environment when given): its JSON
+    summary and the wall seconds."""
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "geosr", *args, "--json", "-q"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:])
