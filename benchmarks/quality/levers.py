@@ -15,7 +15,9 @@ output), and one change at a time:
 - ``seed2``: ``-O seed=2``, a third sample of the seed's spread.
 
 ``--method`` and ``--guide-shift`` replay another method's record (e.g. the misaligned-guide
-runs of ``benchmarks/robself/results/dem_sr_shifted_guide/``) under the same conditions.
+runs of ``benchmarks/robself/results/dem_sr_shifted_guide/``) under the same conditions;
+``-O NAME=VALUE`` (repeatable) adds a method option to every variant, e.g. ``-O
+lr_schedule=cosine`` with ``--variants base,seed1,seed2`` for that option's seed spread.
 
 Each output is scored with the DEM metrics against the target, next to lanczos.
 
@@ -93,6 +95,8 @@ def main() -> None:
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south), "
                          "as the --default-json run did")
+    ap.add_argument("-O", "--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a method option added to every variant (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--update", action="store_true",
                     help="keep the rows of an existing --json, replacing those rerun")
@@ -107,6 +111,7 @@ def main() -> None:
     method = ["--method", args.method] if args.method else []
     result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
                     "slope_weight": args.slope_weight, "method": args.method,
+                    "options": args.option,
                     "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
@@ -138,7 +143,7 @@ def main() -> None:
 
             for v in variants:
                 out = work / f"{name}_{v}.tif"
-                opts = [x.format(w=args.slope_weight) for x in VARIANTS[v]]
+                opts = [*args.option, *(x.format(w=args.slope_weight) for x in VARIANTS[v])]
                 info = run(out, *(a for o in opts for a in ("-O", o)))
                 row[v] = {**score(out, target), **info}
                 row[v]["ratio_to_lanczos"] = row[v]["rmse"] / row["lanczos"]["rmse"]
