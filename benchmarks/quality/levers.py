@@ -16,7 +16,8 @@ output), and one change at a time:
 
 ``--method`` and ``--guide-shift`` replay another method's record (e.g. the misaligned-guide
 runs of ``benchmarks/robself/results/dem_sr_shifted_guide/``) under the same conditions;
-``-O NAME=VALUE`` (repeatable) adds a method option to every variant, e.g. ``-O
+``--steps-fraction F`` replays with that fraction of the recorded steps; ``-O NAME=VALUE``
+(repeatable) adds a method option to every variant, e.g. ``-O
 lr_schedule=cosine`` with ``--variants base,seed1,seed2`` for that option's seed spread.
 
 Each output is scored with the DEM metrics against the target, next to lanczos.
@@ -56,11 +57,13 @@ VARIANTS = {"base": [], "slope": ["slope_weight={w}"], "detrend": ["detrend=true
             "seed2": ["seed=2"]}
 
 
-def fitted_like(auto: dict) -> list[str]:
-    """The CLI flags that give the fit ``--mode auto`` chose (its JSON record)."""
+def fitted_like(auto: dict, steps_fraction: float = 1.0) -> list[str]:
+    """The CLI flags that give the fit ``--mode auto`` chose (its JSON record), with
+    ``steps_fraction`` of its steps (rounded down, at least one)."""
+    steps = str(max(1, int(auto["iterations"] * steps_fraction)))
     if auto["mode"] == "tile":
-        return ["--mode", "tile", "--iterations", str(auto["iterations"])]
-    return ["--mode", "scene", "--scene-iterations", str(auto["iterations"]),
+        return ["--mode", "tile", "--iterations", steps]
+    return ["--mode", "scene", "--scene-iterations", steps,
             "--scene-crop", str(SCENE_CROP)]
 
 
@@ -95,6 +98,10 @@ def main() -> None:
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south), "
                          "as the --default-json run did")
+    ap.add_argument("--steps-fraction", type=float, default=1.0,
+                    help="replay with this fraction of the recorded steps, e.g. 0.5 with "
+                         "--variants base,seed1: two half fits and their mean (the row's "
+                         "ensemble) at the cost of one whole fit")
     ap.add_argument("-O", "--option", action="append", default=[], metavar="NAME=VALUE",
                     help="a method option added to every variant (repeatable)")
     ap.add_argument("--json", type=Path, default=None)
@@ -107,11 +114,13 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     if unknown := set(variants) - set(VARIANTS):
         ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    if not args.steps_fraction > 0:
+        ap.error(f"--steps-fraction must be > 0, got {args.steps_fraction}")
     gshift = parse_shift(args.guide_shift)
     method = ["--method", args.method] if args.method else []
     result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
                     "slope_weight": args.slope_weight, "method": args.method,
-                    "options": args.option,
+                    "options": args.option, "steps_fraction": args.steps_fraction,
                     "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
     if args.update and args.json and args.json.exists():
         result["rows"] = json.loads(args.json.read_text())["rows"]
@@ -125,7 +134,7 @@ def main() -> None:
             pool_reference(target, lr, s)
             if gshift:
                 guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
-            fit = fitted_like(chosen[name]["auto"])
+            fit = fitted_like(chosen[name]["auto"], args.steps_fraction)
             row = result["rows"].setdefault(name, {})
             row["fit"] = " ".join(fit)
             row["lr_plane"] = lr_plane(lr)

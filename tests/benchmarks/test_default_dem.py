@@ -48,6 +48,9 @@ def test_levers_replay_the_auto_choice_and_measure_the_plane(tmp_path) -> None:
                                                                 "--iterations", "774"]
     assert fitted_like({"mode": "scene", "iterations": 855})[:4] == [
         "--mode", "scene", "--scene-iterations", "855"]
+    assert fitted_like({"mode": "scene", "iterations": 855}, 0.5)[:4] == [
+        "--mode", "scene", "--scene-iterations", "427"]
+    assert fitted_like({"mode": "tile", "iterations": 1}, 0.5)[3] == "1"
     # 2 m pixels; rising 30 m per km eastwards and 10 m per km northwards (rows go south)
     rows, cols = np.indices((20, 30)) + 0.5
     z = 500 + 0.06 * cols - 0.02 * rows
