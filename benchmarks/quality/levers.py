@@ -123,7 +123,13 @@ def main() -> None:
                     "options": args.option, "steps_fraction": args.steps_fraction,
                     "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
     if args.update and args.json and args.json.exists():
-        result["rows"] = json.loads(args.json.read_text())["rows"]
+        kept = json.loads(args.json.read_text())
+        unset = {"options": [], "steps_fraction": 1.0}  # JSONs from before these keys
+        for key in ("options", "steps_fraction", "method", "guide_shift_hr_px"):
+            if kept.get(key, unset.get(key)) != result[key]:
+                ap.error(f"--update: {args.json} holds rows run with {key}={kept.get(key)!r}, "
+                         f"this run's is {result[key]!r}; write another --json")
+        result["rows"] = kept["rows"]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, (target, guide, extra) in pairs(work, args.pairs.split(",") if args.pairs
