@@ -124,10 +124,12 @@ def main() -> None:
                     "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
     if args.update and args.json and args.json.exists():
         kept = json.loads(args.json.read_text())
-        unset = {"options": [], "steps_fraction": 1.0}  # JSONs from before these keys
+        # JSONs written before a key existed ran with that flag's default
+        unset = {"options": ap.get_default("option"),
+                 "steps_fraction": ap.get_default("steps_fraction")}
         for key in ("options", "steps_fraction", "method", "guide_shift_hr_px"):
-            if kept.get(key, unset.get(key)) != result[key]:
-                ap.error(f"--update: {args.json} holds rows run with {key}={kept.get(key)!r}, "
+            if (was := kept.get(key, unset.get(key))) != result[key]:
+                ap.error(f"--update: {args.json} holds rows run with {key}={was!r}, "
                          f"this run's is {result[key]!r}; write another --json")
         result["rows"] = kept["rows"]
     with tempfile.TemporaryDirectory() as tmp:
