@@ -37,8 +37,10 @@ def main() -> None:
     for path in a.json:
         d = json.loads(path.read_text())
         for spec, summary in d["summary"].items():
-            print(f"\n{path.name}: {spec}, {summary['crops']} crops of {d['size']}², "
-                  f"x{d['scale']}, {d['steps']} steps")
+            what = ("whole images" if d["size"] == "full"
+                    else f"crops of {d['size']}²")
+            print(f"\n{path.name}: {spec}, {summary['crops']} {what}, x{d['scale']}, "
+                  f"{d['steps']} steps, {d.get('device', 'cpu')}")
             print("\n".join(table(summary, a.against)))
 
 
