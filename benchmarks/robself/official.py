@@ -32,6 +32,11 @@ HR crop. geosr's methods get the same LR and guide through ``geosr.super_resolve
 ``--run NAME[:key=value,...]``: ``official-re``/``official-de`` (key ``lr``) or a geosr
 method with options. An existing ``--json`` is resumed: finished (crop, run) entries are
 kept and not run again.
+
+The paper's full-size protocol on a GPU (``benchmarks/robself/device_fullsize.sh`` runs it
+as one call): ``--size full`` (each pair whole), ``--misalign eval`` (the whole guide under
+``geosr eval --misalign default``'s homography), ``--device cuda``, ``--part K/N`` in N
+processes sharing the card, then ``--merge part*.json --json OUT``.
 """
 
 from __future__ import annotations
