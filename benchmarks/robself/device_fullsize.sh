@@ -8,14 +8,14 @@
 #       git) with the one wheel the device machine lacks (affine), so that the run
 #       needs nothing from outside the repository
 #   benchmarks/robself/device_fullsize.sh run
-#       on the GPU machine, from the repository root (carry .device): JOBS processes,
-#       each fitting every JOBS-th pair with each RUN in turn; fits still going at
+#       on the GPU machine, from the repository root (carry .device): JOBS processes
+#       share the (pair, RUN) fits, each taking every JOBS-th; fits still going at
 #       DEADLINE seconds are stopped, the finished ones kept; then every RUN alone for
 #       TIMING_STEPS steps on the first pair (time per step without sharing the card).
 #       To OUT: fullsize.json (the parts' union), timing.json, run.log
 #
-# Settings (environment): JOBS (6), PAIRS (first N pairs; 6), STEPS (1000), DEADLINE
-# (seconds; 420), TIMING_STEPS (100; 0: none), DEVICE (cuda), DATA
+# Settings (environment): JOBS (10), PAIRS (first N pairs; 4), STEPS (1000), DEADLINE
+# (seconds; 450), TIMING_STEPS (100; 0: none), DEVICE (cuda), DATA
 # (.device/data/middlebury_dctnet), OUT ($OUT or /tmp/robself_fullsize), RUNS
 # ("official-re official-de robself-re robself-de mmsr").
 set -euo pipefail
@@ -38,7 +38,7 @@ prepare)
     du -sh .device
     ;;
 run)
-    JOBS=${JOBS:-6} PAIRS=${PAIRS:-6} STEPS=${STEPS:-1000} DEADLINE=${DEADLINE:-420}
+    JOBS=${JOBS:-10} PAIRS=${PAIRS:-4} STEPS=${STEPS:-1000} DEADLINE=${DEADLINE:-450}
     TIMING_STEPS=${TIMING_STEPS:-100} DEVICE=${DEVICE:-cuda}
     DATA=${DATA:-.device/data/middlebury_dctnet}
     RUNS=${RUNS:-official-re official-de robself-re robself-de mmsr}
@@ -52,7 +52,7 @@ run)
     fi
     export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     common=(benchmarks/robself/official.py --official .device/robself --data "$DATA"
-            --size full --misalign eval --device "$DEVICE" --threads 2)
+            --size full --misalign eval --device "$DEVICE" --threads 1)
     for r in $RUNS; do common+=(--run "$r"); done
     for k in $(seq 1 "$JOBS"); do
         timeout "$DEADLINE" python3 "${common[@]}" --pairs "$PAIRS" --steps "$STEPS" \

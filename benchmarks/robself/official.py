@@ -286,7 +286,8 @@ def parse_size(text: str) -> int | None:
 
 
 def parse_part(text: str) -> tuple[int, int]:
-    """``--part K/N`` -> (K, N): this process runs crops K-1, K-1+N, K-1+2N, ..."""
+    """``--part K/N`` -> (K, N): this process runs fits K-1, K-1+N, K-1+2N, ... of the
+    (crop, misalignment, run) list."""
     k, _, n = text.partition("/")
     try:
         part = int(k), int(n)
@@ -338,8 +339,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"],
                     help="where every fit runs (auto: cuda if PyTorch sees a GPU)")
     ap.add_argument("--part", type=parse_part, default=(1, 1), metavar="K/N",
-                    help="run only the K-th of N shares of the crops (several processes "
-                         "sharing one GPU, each with its own --json; then --merge)")
+                    help="run only every N-th fit from the K-th, fits ordered by crop, "
+                         "misalignment and --run (several processes sharing one GPU, each "
+                         "with its own --json; then --merge)")
     ap.add_argument("--merge", type=Path, nargs="+", metavar="JSON",
                     help="write the union of these result JSONs to --json and stop")
     ap.add_argument("--check-driver", action="store_true")
@@ -396,12 +398,18 @@ def main() -> None:
     this = "python " + " ".join(sys.argv)
     a.commands = [c for c in old.get("commands", []) if c != this] + [this]
     rows = []
+    # --part K/N: the K-th of every N (crop, misalignment, run) fits, in that order
     part, parts = a.part
+    per_crop = len(specs) * len(runs)
     for ci, (pair, y0, x0, sh, sw) in enumerate(crops):
-        if ci % parts != part - 1:
+        mine = [j % parts == part - 1 for j in range(ci * per_crop, (ci + 1) * per_crop)]
+        if not any(mine):
             continue
         hr, lr = degrade(pair.target[y0:y0 + sh, x0:x0 + sw], a.scale)
         for si, spec in enumerate(specs):
+            labels = [lab for li, lab in enumerate(runs) if mine[si * len(runs) + li]]
+            if not labels:
+                continue
             if spec == EVAL:
                 shift, rot = [math.nan, math.nan], math.nan
                 guide = misalign(pair.guide, Misalignment(), sum(map(ord, pair.name)))
@@ -420,7 +428,7 @@ def main() -> None:
                                                              method="bicubic")[0], hr)["rmse"], 5),
                 "runs": {}}
             rows.append(row)
-            for label in runs:
+            for label in labels:
                 if label in row["runs"]:
                     continue
                 row["runs"][label] = run_one(label, mods, lr, guide, hr, a.scale, a.steps, a.seed,

@@ -160,10 +160,11 @@ def test_official__merge_joins_the_parts_and_refuses_another_setup(tmp_path: Pat
 
 def test_device_script__runs_parts_and_merges_them_on_the_cpu(tmp_path: Path,
                                                                shared_data: Path) -> None:
-    """The prepared GPU script, on the CPU: two processes, one pair each, one step of
-    MMSR (no official checkout needed for geosr's own runs), their union."""
-    env = {**os.environ, "JOBS": "2", "PAIRS": "2", "STEPS": "1", "DEVICE": "cpu",
-           "RUNS": "mmsr", "DATA": str(shared_data / "middlebury_dctnet"),
+    """The prepared GPU script, on the CPU: three processes share the four fits (two
+    pairs, one step of two geosr methods: no official checkout needed), then their union
+    and the timing run."""
+    env = {**os.environ, "JOBS": "3", "PAIRS": "2", "STEPS": "1", "DEVICE": "cpu",
+           "RUNS": "mmsr robself-re", "DATA": str(shared_data / "middlebury_dctnet"),
            "OUT": str(tmp_path), "DEADLINE": "300", "TIMING_STEPS": "1",
            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     r = subprocess.run(["bash", str(DEVICE_SCRIPT), "run"], capture_output=True, text=True,
@@ -171,6 +172,8 @@ def test_device_script__runs_parts_and_merges_them_on_the_cpu(tmp_path: Path,
     assert r.returncode == 0, r.stdout + r.stderr
     out = json.loads((tmp_path / "fullsize.json").read_text())
     assert sorted(r["pair"] for r in out["rows"]) == ["middlebury_01", "middlebury_02"]
+    assert all(sorted(r["runs"]) == ["mmsr", "robself-re"] for r in out["rows"])
+    assert len(out["commands"]) == 3  # one per process, each with its own --part
     assert out["size"] == "full" and out["steps"] == 1 and out["device"] == "cpu"
     assert out["summary"]["eval"]["crops"] == 2
     assert all(r["misalign"]["spec"] == "eval" and r["shape"][0] % 16 == 0 for r in out["rows"])
