@@ -98,14 +98,20 @@ def parse_shift(text: str | None) -> tuple[float, float] | None:
     return dx, dy
 
 
-def shifted_guide(guide: Path, target: Path, shift: tuple[float, float], path: Path) -> Path:
-    """A copy of ``guide`` whose geotransform is moved by ``shift`` HR pixels of
-    ``target`` (east, south): every feature of the image lands that far from its place."""
+def shifted_guide(guide: Path, target: Path, shift: tuple[float, float] | None, path: Path,
+                  rotation: float = 0.0) -> Path:
+    """A copy of ``guide`` whose geotransform is turned by ``rotation`` degrees
+    (anticlockwise on the map) about ``target``'s centre, then moved by ``shift`` HR pixels
+    of ``target`` (east, south): every feature of the image lands away from its place, the
+    farther from the centre the farther for a rotation."""
     with rasterio.open(target) as t:
         px, py = abs(t.transform.a), abs(t.transform.e)
+        centre = t.transform * (t.width / 2, t.height / 2)
     with rasterio.open(guide) as g:
         data, profile = g.read(), g.profile
-    moved = Affine.translation(shift[0] * px, -shift[1] * py) @ profile["transform"]
+    dx, dy = shift or (0.0, 0.0)
+    moved = (Affine.translation(dx * px, -dy * py) @ Affine.rotation(rotation, pivot=centre)
+             @ profile["transform"])
     profile.update(transform=moved)
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
@@ -218,6 +224,9 @@ def main() -> None:
     ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
+    ap.add_argument("--guide-rotate", type=float, default=0.0, metavar="DEG",
+                    help="turn the guide's georeferencing by DEG degrees (anticlockwise) "
+                         "about the target's centre")
     ap.add_argument("--window", type=int, default=None, metavar="N",
                     help="run on the centre N x N HR pixels of each target (the guide with "
                          "16 px more on each side where it has them)")
@@ -231,6 +240,7 @@ def main() -> None:
     result: dict = {"command": " ".join([f"geosr {args.command} --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
                     "guide_shift_hr_px": list(gshift) if gshift else None,
+                    "guide_rotation_deg": args.guide_rotate or None,
                     "window_hr_px": args.window,
                     "rows": []}
     if args.update and args.json and args.json.exists():
@@ -242,8 +252,9 @@ def main() -> None:
                                              **depth_pairs(work, named or [])}.items():
             if args.window:
                 target, guide = centre_window(target, guide, args.window, 16, work, name)
-            if gshift:
-                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
+            if gshift or args.guide_rotate:
+                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
+                                      args.guide_rotate)
             for s in (int(x) for x in args.scales.split(",")):
                 lr = work / f"{name}_lr_x{s}.tif"
                 pool_reference(target, lr, s)

@@ -98,6 +98,9 @@ def main() -> None:
     ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
                     help="move the guide's georeferencing by DX,DY HR pixels (east, south), "
                          "as the --default-json run did")
+    ap.add_argument("--guide-rotate", type=float, default=0.0, metavar="DEG",
+                    help="turn the guide's georeferencing by DEG degrees (anticlockwise) "
+                         "about the target's centre")
     ap.add_argument("--steps-fraction", type=float, default=1.0,
                     help="replay with this fraction of the recorded steps, e.g. 0.5 with "
                          "--variants base,seed1: two half fits and their mean (the row's "
@@ -121,13 +124,15 @@ def main() -> None:
     result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
                     "slope_weight": args.slope_weight, "method": args.method,
                     "options": args.option, "steps_fraction": args.steps_fraction,
-                    "guide_shift_hr_px": list(gshift) if gshift else None, "rows": {}}
+                    "guide_shift_hr_px": list(gshift) if gshift else None,
+                    "guide_rotation_deg": args.guide_rotate or None, "rows": {}}
     if args.update and args.json and args.json.exists():
         kept = json.loads(args.json.read_text())
         # JSONs written before a key existed ran with that flag's default
         unset = {"options": ap.get_default("option"),
                  "steps_fraction": ap.get_default("steps_fraction")}
-        for key in ("options", "steps_fraction", "method", "guide_shift_hr_px"):
+        for key in ("options", "steps_fraction", "method", "guide_shift_hr_px",
+                    "guide_rotation_deg"):
             if (was := kept.get(key, unset.get(key))) != result[key]:
                 ap.error(f"--update: {args.json} holds rows run with {key}={was!r}, "
                          f"this run's is {result[key]!r}; write another --json")
@@ -140,8 +145,9 @@ def main() -> None:
                 continue
             lr = work / f"{name}_lr.tif"
             pool_reference(target, lr, s)
-            if gshift:
-                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif")
+            if gshift or args.guide_rotate:
+                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
+                                      args.guide_rotate)
             fit = fitted_like(chosen[name]["auto"], args.steps_fraction)
             row = result["rows"].setdefault(name, {})
             row["fit"] = " ".join(fit)

@@ -82,6 +82,30 @@ def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_pa
     assert score(off, t_path)["rmse"] > 1.0
 
 
+def test_a_turned_guide_keeps_the_target_centre_and_turns_the_rest_about_it(tmp_path) -> None:
+    from benchmarks.quality.default_dem import shifted_guide
+
+    rng = np.random.default_rng(3)
+    t_path = write_raster(tmp_path / "target.tif", rng.random((20, 24)).astype(np.float32), T)
+    g_t = Affine(0.5, 0, 600000.0, 0, -0.5, 5340000.0)
+    guide = write_raster(tmp_path / "guide.tif", rng.random((3, 40, 48)).astype(np.float32), g_t)
+    centre = T * (12, 10)
+    turned = shifted_guide(guide, t_path, None, tmp_path / "turned.tif", rotation=90.0)
+    with rasterio.open(turned) as src:
+        new = src.transform
+        np.testing.assert_array_equal(src.read(), rasterio.open(guide).read())
+    # the guide pixel that showed the target's centre still does
+    np.testing.assert_allclose(new * (~g_t * centre), centre, atol=1e-6)
+    # the one 10 m east of it now lies 10 m north of it (anticlockwise on the map)
+    east = ~g_t * (centre[0] + 10, centre[1])
+    np.testing.assert_allclose(new * east, (centre[0], centre[1] + 10), atol=1e-6)
+    # turned, then moved: 2 target pixels east, 1 south
+    both = shifted_guide(guide, t_path, (2.0, 1.0), tmp_path / "both.tif", rotation=90.0)
+    with rasterio.open(both) as src:
+        np.testing.assert_allclose(src.transform * (~g_t * centre),
+                                   (centre[0] + 2, centre[1] - 1), atol=1e-6)
+
+
 def test_depth_pairs_are_the_middlebury_arrays_on_a_local_grid(tmp_path) -> None:
     import pytest
 
