@@ -90,7 +90,6 @@ def zscore(lr: np.ndarray, guide: np.ndarray) -> tuple[np.ndarray, np.ndarray, f
 
 def build_official(mods: dict, variant: str, scale: int, seed: int):
     torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
     with contextlib.redirect_stdout(io.StringIO()):
         net = mods["network"].RobSelfNetwork(scale=scale)
         if variant == "re":
