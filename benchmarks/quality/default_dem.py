@@ -98,7 +98,7 @@ def parse_shift(text: str | None) -> tuple[float, float] | None:
     return dx, dy
 
 
-def shifted_guide(guide: Path, target: Path, shift: tuple[float, float] | None, path: Path,
+def misregistered_guide(guide: Path, target: Path, shift: tuple[float, float] | None, path: Path,
                   rotation: float = 0.0) -> Path:
     """A copy of ``guide`` whose geotransform is turned by ``rotation`` degrees
     (anticlockwise on the map) about ``target``'s centre, then moved by ``shift`` HR pixels
@@ -253,7 +253,7 @@ def main() -> None:
             if args.window:
                 target, guide = centre_window(target, guide, args.window, 16, work, name)
             if gshift or args.guide_rotate:
-                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
+                guide = misregistered_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
                                       args.guide_rotate)
             for s in (int(x) for x in args.scales.split(",")):
                 lr = work / f"{name}_lr_x{s}.tif"

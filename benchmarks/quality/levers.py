@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.quality.default_dem import (  # noqa: E402
     combine,
     geosr,
+    misregistered_guide,
     pairs,
     parse_shift,
     score,
-    shifted_guide,
 )
 from geosr.evaluation.bench import pool_reference  # noqa: E402
 from geosr.normalize import fit_plane  # noqa: E402
@@ -146,7 +146,7 @@ def main() -> None:
             lr = work / f"{name}_lr.tif"
             pool_reference(target, lr, s)
             if gshift or args.guide_rotate:
-                guide = shifted_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
+                guide = misregistered_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
                                       args.guide_rotate)
             fit = fitted_like(chosen[name]["auto"], args.steps_fraction)
             row = result["rows"].setdefault(name, {})

@@ -61,7 +61,7 @@ def test_levers_replay_the_auto_choice_and_measure_the_plane(tmp_path) -> None:
 
 
 def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_path) -> None:
-    from benchmarks.quality.default_dem import parse_shift, score, shifted_guide
+    from benchmarks.quality.default_dem import misregistered_guide, parse_shift, score
 
     assert parse_shift("-3,3") == (-3.0, 3.0) and parse_shift(None) is None
 
@@ -70,7 +70,7 @@ def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_pa
     t_path = write_raster(tmp_path / "target.tif", target, T)
     guide = write_raster(tmp_path / "guide.tif", rng.random((3, 40, 48)).astype(np.float32),
                          Affine(0.5, 0, 600000.0, 0, -0.5, 5340000.0))
-    moved = shifted_guide(guide, t_path, (2.0, 1.0), tmp_path / "moved.tif")
+    moved = misregistered_guide(guide, t_path, (2.0, 1.0), tmp_path / "moved.tif")
     with rasterio.open(moved) as src:  # 2 target pixels east, 1 south, in metres
         assert (src.transform.c, src.transform.f) == (600002.0, 5339999.0)
     # an output cut by 4 px on the west and north, holding the target's own values there
@@ -83,14 +83,14 @@ def test_a_moved_guide_and_an_output_cut_to_its_cover_are_scored_in_place(tmp_pa
 
 
 def test_a_turned_guide_keeps_the_target_centre_and_turns_the_rest_about_it(tmp_path) -> None:
-    from benchmarks.quality.default_dem import shifted_guide
+    from benchmarks.quality.default_dem import misregistered_guide
 
     rng = np.random.default_rng(3)
     t_path = write_raster(tmp_path / "target.tif", rng.random((20, 24)).astype(np.float32), T)
     g_t = Affine(0.5, 0, 600000.0, 0, -0.5, 5340000.0)
     guide = write_raster(tmp_path / "guide.tif", rng.random((3, 40, 48)).astype(np.float32), g_t)
     centre = T * (12, 10)
-    turned = shifted_guide(guide, t_path, None, tmp_path / "turned.tif", rotation=90.0)
+    turned = misregistered_guide(guide, t_path, None, tmp_path / "turned.tif", rotation=90.0)
     with rasterio.open(turned) as src:
         new = src.transform
         np.testing.assert_array_equal(src.read(), rasterio.open(guide).read())
@@ -100,7 +100,7 @@ def test_a_turned_guide_keeps_the_target_centre_and_turns_the_rest_about_it(tmp_
     east = ~g_t * (centre[0] + 10, centre[1])
     np.testing.assert_allclose(new * east, (centre[0], centre[1] + 10), atol=1e-6)
     # turned, then moved: 2 target pixels east, 1 south
-    both = shifted_guide(guide, t_path, (2.0, 1.0), tmp_path / "both.tif", rotation=90.0)
+    both = misregistered_guide(guide, t_path, (2.0, 1.0), tmp_path / "both.tif", rotation=90.0)
     with rasterio.open(both) as src:
         np.testing.assert_allclose(src.transform * (~g_t * centre),
                                    (centre[0] + 2, centre[1] - 1), atol=1e-6)
