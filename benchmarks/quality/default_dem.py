@@ -98,8 +98,8 @@ def parse_shift(text: str | None) -> tuple[float, float] | None:
     return dx, dy
 
 
-def misregistered_guide(guide: Path, target: Path, shift: tuple[float, float] | None, path: Path,
-                  rotation: float = 0.0) -> Path:
+def misregistered_guide(guide: Path, target: Path, shift: tuple[float, float] | None,
+                        path: Path, rotation: float = 0.0) -> Path:
     """A copy of ``guide`` whose geotransform is turned by ``rotation`` degrees
     (anticlockwise on the map) about ``target``'s centre, then moved by ``shift`` HR pixels
     of ``target`` (east, south): every feature of the image lands away from its place, the
@@ -116,6 +116,32 @@ def misregistered_guide(guide: Path, target: Path, shift: tuple[float, float] | 
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
     return path
+
+
+def add_misregistration_args(ap: argparse.ArgumentParser, note: str = "") -> None:
+    """``--guide-shift`` and ``--guide-rotate`` (``note`` ends both helps)."""
+    ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
+                    help="move the guide's georeferencing by DX,DY HR pixels (east, south)"
+                         + note)
+    ap.add_argument("--guide-rotate", type=float, default=0.0, metavar="DEG",
+                    help="turn the guide's georeferencing by DEG degrees (anticlockwise) "
+                         "about the target's centre" + note)
+
+
+def misregistration(args: argparse.Namespace) -> dict:
+    """The JSON record of ``--guide-shift`` and ``--guide-rotate``."""
+    shift = parse_shift(args.guide_shift)
+    return {"guide_shift_hr_px": list(shift) if shift else None,
+            "guide_rotation_deg": args.guide_rotate or None}
+
+
+def misregister(args: argparse.Namespace, guide: Path, target: Path, path: Path) -> Path:
+    """``guide`` as ``--guide-shift``/``--guide-rotate`` misregister it (``path``), or
+    ``guide`` itself where neither is set."""
+    shift = parse_shift(args.guide_shift)
+    if not shift and not args.guide_rotate:
+        return guide
+    return misregistered_guide(guide, target, shift, path, args.guide_rotate)
 
 
 def centre_window(target: Path, guide: Path, size: int, margin: int, work: Path,
@@ -222,11 +248,7 @@ def main() -> None:
     ap.add_argument("--command", choices=["dem-sr", "sr"], default="dem-sr",
                     help="the geosr command run (default dem-sr)")
     ap.add_argument("--method", default=None, help="method of the dem-sr run (default: its own)")
-    ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
-                    help="move the guide's georeferencing by DX,DY HR pixels (east, south)")
-    ap.add_argument("--guide-rotate", type=float, default=0.0, metavar="DEG",
-                    help="turn the guide's georeferencing by DEG degrees (anticlockwise) "
-                         "about the target's centre")
+    add_misregistration_args(ap)
     ap.add_argument("--window", type=int, default=None, metavar="N",
                     help="run on the centre N x N HR pixels of each target (the guide with "
                          "16 px more on each side where it has them)")
@@ -236,11 +258,9 @@ def main() -> None:
     opts = [a for o in args.options for a in ("-O", o)] + shlex.split(args.cli)
     if args.method:
         opts = ["--method", args.method, *opts]
-    gshift = parse_shift(args.guide_shift)
     result: dict = {"command": " ".join([f"geosr {args.command} --lr LR --guide GUIDE --scale S -o OUT",
                                          *opts]),
-                    "guide_shift_hr_px": list(gshift) if gshift else None,
-                    "guide_rotation_deg": args.guide_rotate or None,
+                    **misregistration(args),
                     "window_hr_px": args.window,
                     "rows": []}
     if args.update and args.json and args.json.exists():
@@ -252,9 +272,7 @@ def main() -> None:
                                              **depth_pairs(work, named or [])}.items():
             if args.window:
                 target, guide = centre_window(target, guide, args.window, 16, work, name)
-            if gshift or args.guide_rotate:
-                guide = misregistered_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
-                                      args.guide_rotate)
+            guide = misregister(args, guide, target, work / f"{name}_guide_moved.tif")
             for s in (int(x) for x in args.scales.split(",")):
                 lr = work / f"{name}_lr_x{s}.tif"
                 pool_reference(target, lr, s)

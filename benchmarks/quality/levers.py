@@ -40,11 +40,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.quality.default_dem import (  # noqa: E402
+    add_misregistration_args,
     combine,
     geosr,
-    misregistered_guide,
+    misregister,
+    misregistration,
     pairs,
-    parse_shift,
     score,
 )
 from geosr.evaluation.bench import pool_reference  # noqa: E402
@@ -95,12 +96,7 @@ def main() -> None:
     ap.add_argument("--pairs", default=None, help="comma-separated pair names (default all)")
     ap.add_argument("--method", default=None,
                     help="the dem-sr method (default: its own); match --default-json")
-    ap.add_argument("--guide-shift", default=None, metavar="DX,DY",
-                    help="move the guide's georeferencing by DX,DY HR pixels (east, south), "
-                         "as the --default-json run did")
-    ap.add_argument("--guide-rotate", type=float, default=0.0, metavar="DEG",
-                    help="turn the guide's georeferencing by DEG degrees (anticlockwise) "
-                         "about the target's centre")
+    add_misregistration_args(ap, " (the --default-json run's fit is replayed)")
     ap.add_argument("--steps-fraction", type=float, default=1.0,
                     help="replay with this fraction of the recorded steps, e.g. 0.5 with "
                          "--variants base,seed1: two half fits and their mean (the row's "
@@ -119,13 +115,11 @@ def main() -> None:
         ap.error(f"unknown variants {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     if not args.steps_fraction > 0:
         ap.error(f"--steps-fraction must be > 0, got {args.steps_fraction}")
-    gshift = parse_shift(args.guide_shift)
     method = ["--method", args.method] if args.method else []
     result: dict = {"scale": s, "default_json": str(args.default_json.resolve().relative_to(ROOT)),
                     "slope_weight": args.slope_weight, "method": args.method,
                     "options": args.option, "steps_fraction": args.steps_fraction,
-                    "guide_shift_hr_px": list(gshift) if gshift else None,
-                    "guide_rotation_deg": args.guide_rotate or None, "rows": {}}
+                    **misregistration(args), "rows": {}}
     if args.update and args.json and args.json.exists():
         kept = json.loads(args.json.read_text())
         # JSONs written before a key existed ran with that flag's default
@@ -145,9 +139,7 @@ def main() -> None:
                 continue
             lr = work / f"{name}_lr.tif"
             pool_reference(target, lr, s)
-            if gshift or args.guide_rotate:
-                guide = misregistered_guide(guide, target, gshift, work / f"{name}_guide_shifted.tif",
-                                      args.guide_rotate)
+            guide = misregister(args, guide, target, work / f"{name}_guide_moved.tif")
             fit = fitted_like(chosen[name]["auto"], args.steps_fraction)
             row = result["rows"].setdefault(name, {})
             row["fit"] = " ".join(fit)

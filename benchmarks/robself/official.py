@@ -410,19 +410,19 @@ def main() -> None:
             if not labels:
                 continue
             if spec == EVAL:
-                shift, rot = [math.nan, math.nan], math.nan
                 guide = misalign(pair.guide, Misalignment(), sum(map(ord, pair.name)))
                 guide = guide[:, y0:y0 + sh, x0:x0 + sw]
+                drawn = {"spec": spec, "shift": None, "rotation": None}
             else:
                 rng = np.random.default_rng([a.seed, ci, si])
                 shift, rot = draw_misalignment(parse_misalign(spec), rng)
                 guide = misaligned_guide(pair.guide, y0, x0, (sh, sw), shift, rot, margin)
+                drawn = {"spec": spec, "shift": [round(v, 3) for v in shift],
+                         "rotation": round(rot, 3)}
             name = f"{pair.name}@{y0},{x0}"
             row = done.get((name, spec)) or {
                 "name": name, "pair": pair.name, "at": [y0, x0], "shape": [sh, sw],
-                "misalign": {"spec": spec, "shift": None if spec == EVAL else
-                             [round(v, 3) for v in shift],
-                             "rotation": None if spec == EVAL else round(rot, 3)},
+                "misalign": drawn,
                 "bicubic": round(metrics(geosr.super_resolve(lr[None], guide, a.scale,
                                                              method="bicubic")[0], hr)["rmse"], 5),
                 "runs": {}}
